@@ -1,0 +1,1 @@
+"""Command-line adapter over the public API."""

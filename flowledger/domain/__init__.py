@@ -1,0 +1,1 @@
+"""The pure domain: definitions, references, conditions, lifecycles, the Execution aggregate."""

@@ -1,0 +1,61 @@
+"""Canonical JSON, payload encoding and deep freezing of JSON-like values.
+
+Canonical JSON is the one text form used wherever a value is hashed or stored as a
+payload: sorted keys, no insignificant white space, UTF-8 characters kept, no NaN.
+User payloads (inputs, parameters, outputs) are stored as canonical JSON *text*, so no
+user value can collide with the event store's own markers (``_type_``/``_data_``) and
+every payload round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """Return the canonical JSON text of a JSON-compatible value.
+
+    Raises:
+        TypeError: The value holds something JSON cannot represent.
+        ValueError: The value holds NaN or an infinity.
+    """
+    return json.dumps(
+        thaw(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def sha256_hex(text: str) -> str:
+    """Return the SHA-256 of ``text`` (UTF-8) as 64 hex digits."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_payload(value: Any) -> str:
+    """Encode a user payload for storage in an event (canonical JSON text)."""
+    return canonical_json(value)
+
+
+def decode_payload(text: str) -> Any:
+    """Decode a payload stored by :func:`encode_payload`."""
+    return json.loads(text)
+
+
+def freeze(value: Any) -> Any:
+    """Return a deeply immutable copy: mappings become read-only, lists become tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Return a plain, mutable copy of a (possibly frozen) JSON-like value."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [thaw(item) for item in value]
+    return value

@@ -1,0 +1,1 @@
+"""Workflow definitions: loading, normalising and checking both formats."""

@@ -1,0 +1,1 @@
+"""The durable engine: ledger, stores, scheduler (see later work)."""

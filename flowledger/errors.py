@@ -1,0 +1,156 @@
+"""The whole flowledger exception hierarchy.
+
+Every error the package raises derives from :class:`FlowledgerError` and carries its
+details as read-only, structured fields, so callers never match on message text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+class FlowledgerError(Exception):
+    """Base class of every error raised by flowledger."""
+
+
+@dataclass(frozen=True)
+class DefinitionProblem:
+    """One problem found in a workflow definition.
+
+    Attributes:
+        path: JSON path of the offending value, for example ``$.steps[2].retry``.
+        message: What is wrong, in a sentence an author can act on.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class DefinitionError(FlowledgerError):
+    """A workflow definition is invalid; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Iterable[DefinitionProblem]) -> None:
+        self.errors: tuple[DefinitionProblem, ...] = tuple(errors)
+        count = len(self.errors)
+        listing = "; ".join(str(problem) for problem in self.errors)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"invalid workflow definition ({count} {noun}): {listing}")
+
+
+class MissingInputError(FlowledgerError):
+    """A reference names a value that is not there at run time.
+
+    The engine pauses the execution instead of failing it; providing the value
+    (``resume_workflow(id, inputs=...)``) continues it.
+    """
+
+    def __init__(self, missing_var: str, detail: str = "") -> None:
+        self.missing_var = missing_var
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"missing value for ${{{missing_var}}}{suffix}")
+
+
+class SchemaValidationError(FlowledgerError):
+    """A step's input or output does not match its JSON Schema. Never retried.
+
+    Attributes:
+        schema_type: ``"input"`` or ``"output"``.
+        errors: Each violation as ``{"path": json_path, "message": text}``.
+    """
+
+    def __init__(
+        self, schema_type: str, errors: Iterable[dict[str, str]], step_id: str | None = None
+    ) -> None:
+        self.schema_type = schema_type
+        self.errors: tuple[dict[str, str], ...] = tuple(errors)
+        self.step_id = step_id
+        where = f" of step {step_id!r}" if step_id else ""
+        listing = "; ".join(f"{e['path']}: {e['message']}" for e in self.errors)
+        super().__init__(f"{schema_type}{where} does not match its schema: {listing}")
+
+
+class StepTimeoutError(FlowledgerError):
+    """A step ran longer than its ``timeout`` (seconds)."""
+
+    def __init__(self, step_id: str, timeout: float) -> None:
+        self.step_id = step_id
+        self.timeout = timeout
+        super().__init__(f"step {step_id!r} timed out after {timeout:g} s")
+
+
+class ConditionError(FlowledgerError):
+    """A condition could not be evaluated at run time.
+
+    A misconfigured condition fails the execution loudly; it never looks like a branch
+    not taken.
+
+    Attributes:
+        expression: The condition's text.
+        source: Step the connection leaves (None for a step's own guard).
+        target: Step the condition guards.
+        reason: Why the evaluation failed.
+    """
+
+    def __init__(
+        self, expression: str, reason: str, source: str | None = None, target: str | None = None
+    ) -> None:
+        self.expression = expression
+        self.reason = reason
+        self.source = source
+        self.target = target
+        where = f"{source} -> {target}" if source else f"step {target}"
+        super().__init__(f"condition {expression!r} on {where} failed: {reason}")
+
+
+class InvalidTransitionError(FlowledgerError):
+    """A command is not allowed in the current state; nothing was recorded.
+
+    Attributes:
+        entity: ``"execution"`` or ``"step"``.
+        state: The current state.
+        trigger: The refused trigger.
+        subject: The execution or step id, where known.
+    """
+
+    def __init__(self, entity: str, state: str, trigger: str, subject: str | None = None) -> None:
+        self.entity = entity
+        self.state = state
+        self.trigger = trigger
+        self.subject = subject
+        name = f" {subject!r}" if subject else ""
+        super().__init__(f"cannot {trigger} {entity}{name} in state {state}")
+
+
+class ExecutionNotFoundError(FlowledgerError):
+    """No execution with this id is in the ledger."""
+
+    def __init__(self, execution_id: Any) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"execution {execution_id} not found")
+
+
+class NonRetryableError(FlowledgerError):
+    """Raised by an action to fail its step at once, without retries."""
+
+    def __init__(self, message: str = "", *, error_type: str | None = None) -> None:
+        self.error_type = error_type or type(self).__name__
+        super().__init__(message)
+
+
+class ChainError(FlowledgerError):
+    """A stored history does not verify against its hash chain.
+
+    Attributes:
+        version: The first event whose link is broken.
+        reason: What did not match.
+    """
+
+    def __init__(self, version: int, reason: str) -> None:
+        self.version = version
+        self.reason = reason
+        super().__init__(f"hash chain broken at event {version}: {reason}")
