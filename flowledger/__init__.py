@@ -1,0 +1,1 @@
+"""flowledger: a durable workflow engine whose every state change is a ledger event."""
