@@ -22,7 +22,8 @@ class StepState:
         status: Where the step is in its lifecycle.
         attempts: How many times the step has been started.
         output: What its action returned (None until it completes).
-        error: The last failure as ``{"type", "message", "retryable"}``, or None.
+        error: Failure of the latest attempt as ``{"type", "message", "retryable"}``, or
+            None (cleared when the next attempt starts; past failures stay in the history).
         started_at: When the latest attempt started.
         finished_at: When the step last reached a resting state.
         duration_ms: Duration of the latest finished attempt.

@@ -1,0 +1,291 @@
+"""The recorded state of an execution, its guards, and the values derived from it.
+
+:class:`ExecutionRecord` is the half of the ``Execution`` aggregate that holds state:
+what the events record, the checks every command makes, the one path from a command to
+an event, and the queries. The commands themselves are in
+:mod:`flowledger.domain.execution`.
+
+The aggregate keeps the minimum, in a form that survives the event store's JSON
+transcoder unchanged (so a snapshot equals a full replay): plain strings for statuses,
+payloads as JSON text, dicts and lists, no tuples, sets or enums. What callers read
+(:class:`~flowledger.domain.state.ExecutionState`) is derived on demand, so replaying
+events stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.domain import Aggregate
+
+from flowledger.domain.canonical import decode_payload
+from flowledger.domain.chain import GENESIS, chained
+from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE, STEP_LIFECYCLE
+from flowledger.domain.state import ExecutionState, StepState
+from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.errors import InvalidTransitionError, StepTimeoutError
+
+if TYPE_CHECKING:
+    from flowledger.domain.events import ExecutionEvent
+
+StepRecord = dict[str, Any]
+"""What the aggregate records of one step (see :func:`new_step_record`)."""
+
+STEP_KEY_PREFIX = "step:"
+# Step records are keyed by "step:<id>", never by the bare id: the store's transcoder
+# reads any JSON object whose keys are exactly "_type_" and "_data_" as one of its own
+# markers, and a workflow with exactly two steps of those names would otherwise make
+# its snapshots unreadable.
+
+TERMINAL = EXECUTION_LIFECYCLE.terminal
+NON_TERMINAL = frozenset(EXECUTION_LIFECYCLE.states) - TERMINAL
+_COMPLETED_STEP = StepStatus.COMPLETED.value
+
+
+def step_key(step_id: str) -> str:
+    """Return the key of a step's record on the aggregate."""
+    return STEP_KEY_PREFIX + step_id
+
+
+def new_step_record() -> StepRecord:
+    """Return the record of a step that has not started.
+
+    ``output`` and ``compensation_output`` hold payload JSON text; ``interrupted`` is
+    True from ``StepInterrupted`` until the step starts again or comes to rest.
+    """
+    return {
+        "status": StepStatus.PENDING.value,
+        "attempts": 0,
+        "output": None,
+        "error": None,
+        "started_at": None,
+        "finished_at": None,
+        "duration_ms": None,
+        "not_before": None,
+        "reason": None,
+        "compensation_output": None,
+        "interrupted": False,
+    }
+
+
+def step_records_of(definition_json: str) -> dict[str, StepRecord]:
+    """Return fresh records for every step of a canonical definition, in its order."""
+    steps = json.loads(definition_json)["steps"]
+    return {step_key(step["id"]): new_step_record() for step in steps}
+
+
+def timeout_error(step_id: str, timeout: float) -> dict[str, Any]:
+    """Return the error data recorded when an attempt of ``step_id`` times out."""
+    message = str(StepTimeoutError(step_id, timeout))
+    return {"type": StepTimeoutError.__name__, "message": message, "retryable": True}
+
+
+def aware(at: datetime, name: str = "at") -> datetime:
+    """Return ``at`` after checking it is timezone-aware.
+
+    Raises:
+        ValueError: ``at`` is naive; recorded times must name their zone.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        msg = f"{name} must be a timezone-aware datetime, got naive {at.isoformat()}"
+        raise ValueError(msg)
+    return at
+
+
+def deep_merge(base: Any, patch: Any) -> Any:
+    """Merge ``patch`` into ``base``: dicts merge key by key, anything else replaces."""
+    if not (isinstance(base, Mapping) and isinstance(patch, Mapping)):
+        return patch
+    merged = dict(base)
+    for key, value in patch.items():
+        merged[key] = deep_merge(merged[key], value) if key in merged else value
+    return merged
+
+
+def step_state(step_id: str, record: StepRecord) -> StepState:
+    """Return the read-only state of one step from its record."""
+    return StepState(
+        step_id=step_id,
+        status=StepStatus(record["status"]),
+        attempts=record["attempts"],
+        output=_decoded(record["output"]),
+        error=_copied(record["error"]),
+        started_at=record["started_at"],
+        finished_at=record["finished_at"],
+        duration_ms=record["duration_ms"],
+        not_before=record["not_before"],
+        reason=record["reason"],
+        compensation_output=_decoded(record["compensation_output"]),
+    )
+
+
+def _decoded(text: str | None) -> Any:
+    return None if text is None else decode_payload(text)
+
+
+def _copied(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    # The recorded dict is shared with the event that set it: hand out a copy.
+    return None if error is None else dict(error)
+
+
+class ExecutionRecord(Aggregate):
+    """What an execution records, its queries, and the checks its commands make."""
+
+    def __init__(self) -> None:
+        """Prepare an empty, PENDING execution (``ExecutionStarted`` fills it in)."""
+        self._execution_id = ""
+        self._workflow_id = ""
+        self._definition = ""
+        self._definition_hash = ""
+        self._inputs: list[str] = []
+        self._status = ExecutionStatus.PENDING.value
+        self._steps: dict[str, StepRecord] = {}
+        self._completed: list[str] = []
+        self._error: dict[str, Any] | None = None
+        self._paused_on: str | None = None
+        self._cancel_requested = False
+        self._cancel_rollback = False
+        self._chain_head = GENESIS
+
+    @property
+    def execution_id(self) -> str:
+        """The execution's public id."""
+        return self._execution_id
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """Where the execution is in its lifecycle."""
+        return ExecutionStatus(self._status)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when nothing can change this execution any more."""
+        return self._status in TERMINAL
+
+    @property
+    def chain_head(self) -> str:
+        """Hash of the latest event."""
+        return self._chain_head
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once cancelling was asked for."""
+        return self._cancel_requested
+
+    @property
+    def cancel_rolls_back(self) -> bool:
+        """True when the requested cancel rolls completed steps back."""
+        return self._cancel_rollback
+
+    def state(self) -> ExecutionState:
+        """Return the execution's state as a read-only value.
+
+        ``outputs`` holds the outputs of steps whose status is COMPLETED, that is, whose
+        effect stands: a step being compensated, rolled back, or whose compensation
+        failed is left out (its ``StepState.output`` still shows what it returned).
+        """
+        steps = {}
+        for key, record in self._steps.items():
+            step_id = key.removeprefix(STEP_KEY_PREFIX)
+            steps[step_id] = step_state(step_id, record)
+        merged: dict[str, Any] = {}
+        for text in self._inputs:
+            merged = deep_merge(merged, decode_payload(text))
+        return ExecutionState(
+            execution_id=self._execution_id,
+            workflow_id=self._workflow_id,
+            status=ExecutionStatus(self._status),
+            input=merged,
+            steps=steps,
+            outputs={
+                step_id: step.output
+                for step_id, step in steps.items()
+                if step.status is StepStatus.COMPLETED
+            },
+            error=_copied(self._error),
+            paused_on=self._paused_on,
+            version=self.version,
+            created_at=self.created_on,
+            updated_at=self.modified_on,
+            definition_hash=self._definition_hash,
+            cancel_requested=self._cancel_requested,
+        )
+
+    def definition_dict(self) -> dict[str, Any]:
+        """Return the canonical definition the execution runs (a fresh copy)."""
+        definition: dict[str, Any] = json.loads(self._definition)
+        return definition
+
+    def steps_to_compensate(self) -> list[str]:
+        """Return the COMPLETED steps that declare ``compensate``, last completed first."""
+        compensable = self._compensable()
+        return [
+            step_id
+            for step_id in reversed(self._completed)
+            if step_id in compensable
+            and self._steps[step_key(step_id)]["status"] == _COMPLETED_STEP
+        ]
+
+    def _compensable(self) -> set[str]:
+        """Ids of the steps whose definition declares ``compensate``."""
+        return {step["id"] for step in self.definition_dict()["steps"] if step["compensate"]}
+
+    # -- the checks, and the one path from a command to an event ---------------------
+
+    def _require(
+        self, trigger: str, at: datetime, allowed: frozenset[str], *, new_work: bool = False
+    ) -> None:
+        """Check ``at`` and that the execution's status is in ``allowed``.
+
+        ``new_work`` also refuses once a cancel was requested.
+        """
+        aware(at)
+        if self._status not in allowed:
+            raise InvalidTransitionError("execution", self._status, trigger, self._execution_id)
+        if new_work and self._cancel_requested:
+            state = f"{self._status} (cancel requested)"
+            raise InvalidTransitionError("execution", state, trigger, self._execution_id)
+
+    def _record_of(self, step_id: str, trigger: str) -> StepRecord:
+        """Return a step's record; an unknown step is in state UNDEFINED."""
+        record = self._steps.get(step_key(step_id))
+        if record is None:
+            raise InvalidTransitionError("step", "UNDEFINED", trigger, step_id)
+        return record
+
+    def _check_step(
+        self,
+        step_id: str,
+        trigger: str,
+        at: datetime,
+        allowed: frozenset[str] = NON_TERMINAL,
+        *,
+        new_work: bool = False,
+    ) -> StepRecord:
+        """Check the execution (see :meth:`_require`), then the step's lifecycle."""
+        self._require(f"{trigger}_step", at, allowed, new_work=new_work)
+        record = self._record_of(step_id, trigger)
+        STEP_LIFECYCLE.next_state(record["status"], trigger, step_id)
+        return record
+
+    def _transition(self, trigger: str, at: datetime, step_id: str | None = None) -> None:
+        """Check the execution's lifecycle, and that ``step_id`` (if any) exists."""
+        aware(at)
+        EXECUTION_LIFECYCLE.next_state(self._status, trigger, self._execution_id)
+        if step_id is not None:
+            self._record_of(step_id, trigger)
+
+    def _append(self, event_class: type[ExecutionEvent], at: datetime, **fields: Any) -> None:
+        """Link the event into the hash chain and trigger it at ``at``."""
+        linked = chained(
+            event_class.__name__,
+            fields,
+            prev_hash=self._chain_head,
+            originator_id=str(self.id),
+            version=self.version + 1,
+            timestamp=at,
+        )
+        self.trigger_event(event_class, timestamp=at, **linked)
