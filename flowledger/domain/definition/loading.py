@@ -1,0 +1,40 @@
+"""``load_definition``: any accepted source to a checked, immutable ``WorkflowDefinition``."""
+
+from __future__ import annotations
+
+from flowledger.domain.definition.checks import check_draft
+from flowledger.domain.definition.formats import build_definition, read_draft
+from flowledger.domain.definition.model import WorkflowDefinition
+from flowledger.domain.definition.parsing import read_source, structural_problems, to_json_data
+from flowledger.errors import DefinitionError
+
+
+def load_definition(source: object) -> WorkflowDefinition:
+    """Load, check and normalise a workflow definition.
+
+    Args:
+        source: A mapping; JSON or YAML text; or a path (``os.PathLike``, or a string
+            naming a ``.json``/``.yaml``/``.yml`` file). A string holding a line break,
+            or starting with ``{`` or ``[``, is text, never a path; see
+            :mod:`~flowledger.domain.definition.parsing` for the exact rule.
+
+    Returns:
+        The definition: steps in topological order (Kahn, ties by definition order),
+        nested values read-only, ``hash`` the SHA-256 of the canonical JSON of
+        ``to_dict()``, which loads back into an equal definition.
+
+    Raises:
+        DefinitionError: The source cannot be read or the definition is invalid;
+            ``errors`` lists every problem found, structural ones first.
+    """
+    data, problems = to_json_data(read_source(source))
+    # A value already refused as non-JSON was replaced by null: do not report the
+    # null's wrong type at the same place a second time.
+    refused = {problem.path for problem in problems}
+    problems += [found for found in structural_problems(data) if found.path not in refused]
+    draft, format_problems = read_draft(data)
+    semantic, order = check_draft(draft)
+    problems += format_problems + semantic
+    if problems:
+        raise DefinitionError(problems)
+    return build_definition(draft, order)
