@@ -53,9 +53,24 @@ def freeze(value: Any) -> Any:
 
 
 def thaw(value: Any) -> Any:
-    """Return a plain, mutable copy of a (possibly frozen) JSON-like value."""
+    """Return a plain, mutable copy of a (possibly frozen) JSON-like value.
+
+    Exact built-in types take a fast path (this runs on every resolved parameter and
+    condition operand); other mappings and sequences are copied through the abstract
+    checks.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list or kind is tuple:
+        return [item if type(item) in _SCALARS else thaw(item) for item in value]
+    if kind is dict or kind is MappingProxyType:
+        return {key: item if type(item) in _SCALARS else thaw(item) for key, item in value.items()}
     if isinstance(value, Mapping):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return [thaw(item) for item in value]
     return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})

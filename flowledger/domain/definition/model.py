@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from flowledger.domain.canonical import thaw
@@ -40,8 +41,14 @@ class RetryPolicy:
 
     def interval_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2 for the first retry), without jitter."""
-        exponent = max(attempt - 2, 0)
-        return float(min(self.initial_interval * self.backoff**exponent, self.max_interval))
+        interval = float(self.initial_interval)
+        # Grow step by step and stop at the cap: backoff**attempt overflows a float
+        # long before a large max_attempts is reached.
+        for _ in range(max(attempt - 2, 0)):
+            if interval >= self.max_interval:
+                break
+            interval *= self.backoff
+        return min(interval, float(self.max_interval))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the canonical dict of this policy."""
@@ -170,16 +177,32 @@ class WorkflowDefinition:
     input_schema: Mapping[str, Any] | None = None
     hash: str = ""
 
+    _index: Mapping[str, StepDefinition] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _downstream: Mapping[str, tuple[StepDefinition, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        # Indexes built once, so the engine's lookups on every step transition are O(1).
+        index = {step.id: step for step in self.steps}
+        downstream: dict[str, list[StepDefinition]] = {step.id: [] for step in self.steps}
+        for step in self.steps:
+            for source in step.upstream_ids:
+                if source in downstream:
+                    downstream[source].append(step)
+        object.__setattr__(self, "_index", MappingProxyType(index))
+        frozen = {key: tuple(value) for key, value in downstream.items()}
+        object.__setattr__(self, "_downstream", MappingProxyType(frozen))
+
     def step(self, step_id: str) -> StepDefinition:
         """Return the step with this id.
 
         Raises:
             KeyError: No such step.
         """
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        return self._index[step_id]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -188,7 +211,7 @@ class WorkflowDefinition:
 
     def downstream(self, step_id: str) -> tuple[StepDefinition, ...]:
         """Steps with an incoming edge from ``step_id``, in topological order."""
-        return tuple(step for step in self.steps if step_id in step.upstream_ids)
+        return self._downstream.get(step_id, ())
 
     def to_dict(self) -> dict[str, Any]:
         """Return the canonical definition, loadable by ``load_definition``."""

@@ -1,0 +1,62 @@
+"""The definition model's own behaviour: retry intervals and step lookups."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flowledger.domain.definition import load_definition
+from flowledger.domain.definition.model import RetryPolicy
+
+
+class TestRetryIntervals:
+    def test_intervals_grow_by_the_backoff_and_stop_at_the_cap(self) -> None:
+        policy = RetryPolicy(initial_interval=1, backoff=2, max_interval=10)
+        assert [policy.interval_before(attempt) for attempt in range(2, 8)] == [
+            1.0,
+            2.0,
+            4.0,
+            8.0,
+            10.0,
+            10.0,
+        ]
+
+    def test_huge_backoff_and_attempt_numbers_never_overflow(self) -> None:
+        policy = RetryPolicy(max_attempts=1000, initial_interval=1, backoff=1000, max_interval=3600)
+        assert policy.interval_before(1000) == 3600.0
+
+    def test_zero_initial_interval_stays_zero(self) -> None:
+        assert RetryPolicy(initial_interval=0, backoff=3).interval_before(9) == 0.0
+
+
+class TestStepLookups:
+    definition = load_definition(
+        {
+            "id": "w",
+            "steps": [
+                {"id": "a", "action": "noop"},
+                {"id": "b", "action": "noop", "depends_on": []},
+                {"id": "c", "action": "noop", "depends_on": ["a", "b"]},
+            ],
+        }
+    )
+
+    def test_step_by_id(self) -> None:
+        assert self.definition.step("c").upstream_ids == ("a", "b")
+
+    def test_unknown_step_is_a_key_error(self) -> None:
+        with pytest.raises(KeyError):
+            self.definition.step("zz")
+
+    def test_downstream_steps_in_order(self) -> None:
+        assert [step.id for step in self.definition.downstream("a")] == ["c"]
+        assert self.definition.downstream("c") == ()
+        assert self.definition.downstream("unknown") == ()
+
+    def test_indexes_do_not_affect_equality_and_follow_replace(self) -> None:
+        again = load_definition(self.definition.to_dict())
+        assert again == self.definition
+        fewer = dataclasses.replace(self.definition, steps=self.definition.steps[:2])
+        with pytest.raises(KeyError):
+            fewer.step("c")

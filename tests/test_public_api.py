@@ -1,0 +1,64 @@
+"""The public names outside code is written against (pinned so none disappears)."""
+
+from __future__ import annotations
+
+import flowledger
+from flowledger import errors
+
+DOMAIN_NAMES = {
+    "load_definition",
+    "WorkflowDefinition",
+    "ExecutionState",
+    "StepState",
+    "ExecutionStatus",
+    "StepStatus",
+    "HistoryEntry",
+    "FlowledgerError",
+    "DefinitionError",
+    "MissingInputError",
+    "SchemaValidationError",
+    "StepTimeoutError",
+    "ConditionError",
+    "InvalidTransitionError",
+    "ExecutionNotFoundError",
+    "NonRetryableError",
+}
+
+
+def test_every_contract_name_of_the_domain_is_exported() -> None:
+    assert DOMAIN_NAMES.issubset(flowledger.__all__)
+    for name in flowledger.__all__:
+        assert getattr(flowledger, name) is not None
+
+
+def test_every_error_derives_from_flowledger_error() -> None:
+    classes = [value for value in vars(errors).values() if isinstance(value, type)]
+    exceptions = [cls for cls in classes if issubclass(cls, Exception)]
+    assert len(exceptions) >= 10
+    assert all(issubclass(cls, flowledger.FlowledgerError) for cls in exceptions)
+
+
+def test_statuses_are_string_enums() -> None:
+    assert flowledger.ExecutionStatus.COMPLETED == "COMPLETED"
+    assert flowledger.StepStatus.ROLLED_BACK == "ROLLED_BACK"
+    assert {status.value for status in flowledger.ExecutionStatus} == {
+        "PENDING",
+        "RUNNING",
+        "PAUSED",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "ROLLING_BACK",
+        "ROLLED_BACK",
+        "ROLLBACK_FAILED",
+    }
+
+
+def test_error_fields_are_structured() -> None:
+    missing = flowledger.MissingInputError("input.customer.name")
+    assert missing.missing_var == "input.customer.name"
+    timeout = flowledger.StepTimeoutError("charge", 2.5)
+    assert (timeout.step_id, timeout.timeout) == ("charge", 2.5)
+    schema = flowledger.SchemaValidationError("output", [{"path": "$.a", "message": "bad"}])
+    assert schema.schema_type == "output"
+    assert schema.errors == ({"path": "$.a", "message": "bad"},)
