@@ -54,7 +54,7 @@ class ExecutionState:
         workflow_id: The id of the workflow definition it runs.
         status: Where the execution is in its lifecycle.
         input: The execution input, with any inputs provided later merged in.
-        steps: Every step's state, keyed by step id, in definition order.
+        steps: Every step's state, keyed by step id, in the definition's (topological) order.
         outputs: Step id to output, for completed steps.
         error: Why the execution failed, as error data, or None.
         paused_on: The missing variable it waits for, or None.

@@ -238,9 +238,60 @@ def test_compile_lists_distinct_references_and_bare_names() -> None:
                 Reference("input.a", "input", ("a",)),
             ),
             names=frozenset({"status", "steps"}),
+            step_ids=frozenset({"fetch"}),
         ),
         [],
     )
+
+
+@pytest.mark.parametrize(
+    ("expression", "step_ids"),
+    [
+        ("steps.fetch", {"fetch"}),
+        ('steps["fetch"]', {"fetch"}),
+        ("steps.fetch.output.total > 1", {"fetch"}),
+        ("steps['fetch']['status'] == 'COMPLETED'", {"fetch"}),
+        ('steps["charge-card"].status == steps.fetch.status', {"charge-card", "fetch"}),
+        ("steps.fetch.output.items[len(steps['charge-card'].error)]", {"fetch", "charge-card"}),
+        ("steps.fetch.status and steps['fetch'].output", {"fetch"}),
+        ("${fetch.output.total} > 1 and steps.later", {"later"}),
+        ("steps['not a step id']", {"not a step id"}),
+        ("input.steps.fetch and output['steps'] and 'steps' == status", set()),
+        ("len(steps) > 1 and 'fetch' in steps", set()),
+        ("${fetch.output.total} > 1", set()),
+    ],
+)
+def test_compile_lists_the_step_ids_read_through_steps(expression: str, step_ids: set[str]) -> None:
+    condition, problems = compile_condition(expression)
+    assert problems == []
+    assert condition is not None
+    assert condition.step_ids == step_ids
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "steps[input.k]",
+        "steps[${input.k}].status",
+        "steps['fe' + 'tch'].output",
+        "steps[0]",
+        "steps[:1]",
+        "steps[status if true else 'fetch']",
+    ],
+)
+def test_steps_indexed_by_anything_but_a_literal_id_is_refused(expression: str) -> None:
+    assert refusal(expression) == [
+        "steps must be indexed by a literal step id, as in steps.fetch or steps['fetch']"
+    ]
+
+
+def test_a_dynamic_steps_index_is_reported_with_the_other_problems() -> None:
+    problems = refusal("steps[input.k] and steps[output.k] and amount")
+    assert problems[0] == (
+        "steps must be indexed by a literal step id, as in steps.fetch or steps['fetch']"
+    )
+    assert len(problems) == 2
+    assert "unknown name 'amount'" in problems[1]
 
 
 def test_an_escaped_reference_is_literal_text_in_strings() -> None:
@@ -502,8 +553,8 @@ def test_the_evaluator_refuses_nodes_outside_the_whitelist_even_if_unchecked() -
     # The checker refuses these at compile time; this is the evaluator's own line.
     import ast
 
-    from flowledger.domain.conditions import _evaluator
+    from flowledger.domain.condition_evaluator import thread_evaluator
 
     tree = ast.parse("{1, 2}", mode="eval").body
     with pytest.raises(Exception, match="Set is not allowed"):
-        _evaluator().eval("{1, 2}", previously_parsed=tree)
+        thread_evaluator().eval("{1, 2}", previously_parsed=tree)

@@ -351,6 +351,88 @@ def test_source_names_on_edges_mean_the_source() -> None:
     ok(step("a"), step("b", depends_on=[]), step("c", depends_on=[edge, "b"]))
 
 
+def test_steps_reads_in_a_guard_may_name_any_ancestor() -> None:
+    both = "steps.a.status == 'COMPLETED' and steps['b'].output.ok"
+    ok(step("a"), step("b"), step("c", condition=both))
+    ok(step("charge-card"), step("c", condition="steps['charge-card'].status == 'FAILED'"))
+
+
+def test_steps_read_of_an_unknown_step() -> None:
+    assert one(step("fetch"), step("b", condition="steps.fetc.output.ok")) == (
+        "$.steps[1].condition",
+        "steps.fetc: unknown step 'fetc'; did you mean 'fetch'?",
+    )
+    edge = {"step": "a", "condition": "steps['charge-card'].status == 'x' or steps['if']"}
+    assert found(step("a"), step("b", depends_on=[edge])) == [
+        ("$.steps[1].depends_on[0].condition", "steps['charge-card']: unknown step 'charge-card'"),
+        ("$.steps[1].depends_on[0].condition", "steps['if']: unknown step 'if'"),
+    ]
+    source = {
+        "id": "g",
+        "nodes": [step("a"), step("b")],
+        "connections": [{"source": "a", "target": "b", "condition": "steps.input.output"}],
+    }
+    assert problems_of(source) == [
+        ("$.connections[0].condition", "steps.input: unknown step 'input'")
+    ]
+
+
+def test_steps_read_in_a_guard_of_a_step_that_is_not_upstream() -> None:
+    assert one(step("a", condition="steps.b.output.ok", depends_on=[]), step("b")) == (
+        "$.steps[0].condition",
+        "steps.b: step 'b' is not upstream of step 'a'; it may not have run yet"
+        " (add it to depends_on)",
+    )
+    assert one(step("a", condition="steps['a'].status == 'COMPLETED'")) == (
+        "$.steps[0].condition",
+        "steps.a: step 'a' cannot reference its own result",
+    )
+
+
+def test_steps_reads_on_an_edge_are_the_source_and_its_upstream_only() -> None:
+    allowed = {"step": "b", "condition": "steps.a.output.n > steps['b'].output.n"}
+    ok(step("a"), step("b"), step("c", depends_on=[allowed]))
+    sibling = {"step": "b", "condition": "steps.x.output.n > 1 and steps.c.status"}
+    assert found(
+        step("x", depends_on=[]), step("b", depends_on=[]), step("c", depends_on=["x", sibling])
+    ) == [
+        (
+            "$.steps[2].depends_on[1].condition",
+            "steps.c: step 'c' is not upstream of the edge b -> c; it may not have run yet"
+            " (add it to depends_on)",
+        ),
+        (
+            "$.steps[2].depends_on[1].condition",
+            "steps.x: step 'x' is not upstream of the edge b -> c; it may not have run yet"
+            " (add it to depends_on)",
+        ),
+    ]
+
+
+def test_steps_reads_are_reported_after_the_references_of_the_same_condition() -> None:
+    condition = "${later.output} and steps.later.status and steps.zz"
+    assert found(step("a", condition=condition, depends_on=[]), step("later")) == [
+        (
+            "$.steps[0].condition",
+            "${later.output}: step 'later' is not upstream of step 'a'; it may not have run yet"
+            " (add it to depends_on)",
+        ),
+        (
+            "$.steps[0].condition",
+            "steps.later: step 'later' is not upstream of step 'a'; it may not have run yet"
+            " (add it to depends_on)",
+        ),
+        ("$.steps[0].condition", "steps.zz: unknown step 'zz'"),
+    ]
+
+
+def test_a_dynamic_steps_index_is_reported_at_the_condition() -> None:
+    assert one(step("a"), step("b", condition="steps[input.k].status")) == (
+        "$.steps[1].condition",
+        "steps must be indexed by a literal step id, as in steps.fetch or steps['fetch']",
+    )
+
+
 # --- many problems at once --------------------------------------------------------------
 
 

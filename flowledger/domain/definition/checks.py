@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import keyword
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,7 +37,7 @@ _ACTION_ONLY = ("action", "parameters", "retry", "timeout", "compensate")
 
 @dataclass(frozen=True)
 class _Scope:
-    """Which step roots a reference may name, and how to explain a refusal.
+    """Which steps a reference (or ``steps.<id>`` in a condition) may read, and how to say so.
 
     Attributes:
         consumer: Step whose (transitive) upstream steps may be referenced.
@@ -187,18 +188,41 @@ class _Checker:
 
     def check_root(self, reference: Reference, path: str, scope: _Scope) -> None:
         root = reference.root
-        if root in (INPUT_ROOT, scope.itself):
+        if root == INPUT_ROOT:
             return
         text = f"${{{reference.expression}}}"
-        if root not in self.first:
+        if root in self.first:
+            self.check_step_read(root, text, path, scope)
+        else:
             hint = _suggest(root, [INPUT_ROOT, *self.first])
             self.add(path, f"{text}: unknown root {root!r}, neither 'input' nor a step id{hint}")
-        elif root == scope.consumer:
+
+    def check_steps_read(self, step_ids: Iterable[str], path: str, scope: _Scope) -> None:
+        # steps.<id> in a condition reads the same result as ${<id>...}: same rules.
+        for step_id in sorted(step_ids):
+            text = _steps_text(step_id)
+            if step_id in self.first:
+                self.check_step_read(step_id, text, path, scope)
+            else:
+                self.add(path, f"{text}: unknown step {step_id!r}{_suggest(step_id, self.first)}")
+
+    def check_step_read(self, step_id: str, text: str, path: str, scope: _Scope) -> None:
+        """Check that ``scope`` may read the result of ``step_id``, a known step.
+
+        Args:
+            step_id: The step read.
+            text: How the author wrote the read (``${a.output}``, ``steps.a``), for messages.
+            path: Where to report a problem.
+            scope: Which steps may be read there.
+        """
+        if step_id == scope.itself:
+            return
+        if step_id == scope.consumer:
             self.add(path, f"{text}: {scope.where} cannot reference its own result")
-        elif not self.ancestry.is_upstream(root, scope.consumer):
+        elif not self.ancestry.is_upstream(step_id, scope.consumer):
             self.add(
                 path,
-                f"{text}: step {root!r} is not upstream of {scope.where}; "
+                f"{text}: step {step_id!r} is not upstream of {scope.where}; "
                 "it may not have run yet (add it to depends_on)",
             )
 
@@ -230,6 +254,7 @@ class _Checker:
             return frozenset()
         for reference in condition.references:
             self.check_root(reference, path, scope)
+        self.check_steps_read(condition.step_ids, path, scope)
         return condition.names
 
 
@@ -248,6 +273,13 @@ def _schema_error(text: str) -> tuple[tuple[str | int, ...], str] | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _steps_text(step_id: str) -> str:
+    # As the author could have written it: steps.charge-card would be a subtraction.
+    if step_id.isidentifier() and not keyword.iskeyword(step_id):
+        return f"steps.{step_id}"
+    return f"steps[{step_id!r}]"
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
