@@ -224,6 +224,7 @@ class StepEvent(ExecutionEvent):
     def _evolve(self, aggregate: ExecutionRecord) -> None:
         record = aggregate._steps[step_key(self.step_id)]
         record["status"] = self.STATUS
+        record["version"] = self.originator_version
         self._update(record)
 
     def _update(self, record: StepRecord) -> None:

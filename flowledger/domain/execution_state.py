@@ -15,8 +15,10 @@ events stays cheap.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.domain import Aggregate
@@ -54,7 +56,8 @@ def new_step_record() -> StepRecord:
     """Return the record of a step that has not started.
 
     ``output`` and ``compensation_output`` hold payload JSON text; ``interrupted`` is
-    True from ``StepInterrupted`` until the step starts again or comes to rest.
+    True from ``StepInterrupted`` until the step starts again or comes to rest;
+    ``version`` is the version of the event that last changed the record.
     """
     return {
         "status": StepStatus.PENDING.value,
@@ -68,6 +71,7 @@ def new_step_record() -> StepRecord:
         "reason": None,
         "compensation_output": None,
         "interrupted": False,
+        "version": 0,
     }
 
 
@@ -187,10 +191,14 @@ class ExecutionRecord(Aggregate):
         effect stands: a step being compensated, rolled back, or whose compensation
         failed is left out (its ``StepState.output`` still shows what it returned).
         """
+        cache = _step_states_of(self)
         steps = {}
         for key, record in self._steps.items():
-            step_id = key.removeprefix(STEP_KEY_PREFIX)
-            steps[step_id] = step_state(step_id, record)
+            cached = cache.get(key)
+            if cached is None or cached[0] != record["version"]:
+                step_id = key.removeprefix(STEP_KEY_PREFIX)
+                cached = cache[key] = (record["version"], step_state(step_id, record))
+            steps[cached[1].step_id] = cached[1]
         merged: dict[str, Any] = {}
         for text in self._inputs:
             merged = deep_merge(merged, decode_payload(text))
@@ -229,9 +237,9 @@ class ExecutionRecord(Aggregate):
             and self._steps[step_key(step_id)]["status"] == _COMPLETED_STEP
         ]
 
-    def _compensable(self) -> set[str]:
+    def _compensable(self) -> frozenset[str]:
         """Ids of the steps whose definition declares ``compensate``."""
-        return {step["id"] for step in self.definition_dict()["steps"] if step["compensate"]}
+        return _compensable_ids(self._definition)
 
     # -- the checks, and the one path from a command to an event ---------------------
 
@@ -289,3 +297,25 @@ class ExecutionRecord(Aggregate):
             timestamp=at,
         )
         self.trigger_event(event_class, timestamp=at, **linked)
+
+
+# Derived values are cached outside the aggregate, so snapshots and equality see only
+# what the events recorded. A step's StepState is rebuilt only when its record changed
+# (its "version" moved): the engine reads the state after every transition, and
+# decoding every step's output each time made long executions quadratic.
+_STEP_STATES: dict[int, dict[str, tuple[int, StepState]]] = {}
+
+
+def _step_states_of(record: ExecutionRecord) -> dict[str, tuple[int, StepState]]:
+    key = id(record)
+    cache = _STEP_STATES.get(key)
+    if cache is None:
+        cache = _STEP_STATES[key] = {}
+        weakref.finalize(record, _STEP_STATES.pop, key, None)
+    return cache
+
+
+@lru_cache(maxsize=256)
+def _compensable_ids(definition_json: str) -> frozenset[str]:
+    steps = json.loads(definition_json)["steps"]
+    return frozenset(step["id"] for step in steps if step["compensate"])
