@@ -13,4 +13,4 @@ echo "== import layers"; .venv/bin/lint-imports
 echo "== pytest (hypothesis profile: $HYPOTHESIS_PROFILE)"
 .venv/bin/pytest --cov=flowledger --cov-branch --cov-report=term --cov-fail-under=90 "$@"
 echo "== domain coverage (>= 95%)"
-.venv/bin/coverage report --include='flowledger/domain/*' --fail-under=95 | tail -n 1
+echo "domain branch coverage: $(.venv/bin/coverage report --include='flowledger/domain/*' --fail-under=95 --format=total)%"

@@ -26,6 +26,11 @@ class SlotPool:
         """Slots taken now."""
         return self.size - self._free
 
+    @property
+    def free_now(self) -> int:
+        """Slots that :meth:`try_take` would grant now (none while others wait)."""
+        return 0 if self._waiters else self._free
+
     def try_take(self) -> bool:
         """Take a slot if one is free and nobody is waiting for one."""
         if self._free and not self._waiters:

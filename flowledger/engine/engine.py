@@ -1,0 +1,375 @@
+"""``WorkflowEngine``: the asyncio engine of the public API.
+
+The engine owns the ledger, one writer thread that groups saves, the slot pool bounding
+running steps, and one runner per execution in progress. Reads go to the store through
+a thread; every change goes through the execution's runner (or, when none is running,
+a load-command-save under a per-execution lock), so the store is always the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from uuid import uuid4
+
+from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_definition
+from flowledger.domain.events import ExecutionEvent
+from flowledger.domain.execution import Execution
+from flowledger.domain.history import history_entry
+from flowledger.domain.state import ExecutionState, HistoryEntry
+from flowledger.domain.status import ExecutionStatus
+from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
+from flowledger.engine.ledger import Ledger
+from flowledger.engine.ledger_app import ConcurrencyConflictError, LedgerApplication
+from flowledger.engine.notifications import Notification, NotificationHub, notifications_of
+from flowledger.engine.retries import DEFAULT_RETRY_POLICY
+from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
+from flowledger.engine.schemas import check
+from flowledger.engine.slots import SlotPool
+from flowledger.engine.stores import parse_store_url
+from flowledger.engine.writer import LedgerWriter
+from flowledger.errors import ExecutionNotFoundError
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+Listener = Callable[[HistoryEntry], Any]
+"""A listener: called with every history entry once it is durably saved (sync or async)."""
+
+_SETTLED = frozenset({ExecutionStatus.PAUSED})
+
+
+class WorkflowEngine:
+    """Runs workflow executions durably on a ledger.
+
+    Args:
+        store: Store URL (``memory://``, ``sqlite:///path.db``, ``postgresql://...``);
+            None takes ``FLOWLEDGER_STORE`` or ``sqlite:///flowledger.db``.
+        max_concurrent_steps: Most steps running at once in this engine, across all
+            executions.
+        actions: A registry of the actions definitions call (built-ins are always there).
+        retry_policy: The retry policy of steps that declare none.
+        snapshot_interval: Snapshot an execution every this many events (0: never).
+    """
+
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        max_concurrent_steps: int = 5,
+        actions: ActionRegistry | None = None,
+        retry_policy: RetryPolicy | None = None,
+        snapshot_interval: int = 100,
+    ) -> None:
+        self.max_concurrent_steps = max_concurrent_steps
+        self._slots = SlotPool(max_concurrent_steps)
+        self._own_actions = ActionRegistry()
+        self._user_actions = actions or ActionRegistry()
+        self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
+        self._app = LedgerApplication(parse_store_url(store), snapshot_interval=snapshot_interval)
+        self.ledger = Ledger(application=self._app)
+        """The engine's ledger (read side and audit)."""
+        self._writer = LedgerWriter(self._app, snapshot_interval)
+        self._hub = NotificationHub()
+        self._listeners: list[Listener] = []
+        self._runners: dict[str, ExecutionRunner] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, list[asyncio.Future[ExecutionState]]] = {}
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the writer and recover every unfinished execution (idempotent)."""
+        if self._started:
+            return
+        self._started = True
+        self._writer.start()
+        for execution_id in await asyncio.to_thread(lambda: list(self._app.execution_ids())):
+            execution = await self._load(execution_id)
+            if not execution.is_terminal:
+                self._spawn(execution)
+
+    async def stop(self) -> None:
+        """Stop runners, then the writer, and end subscriptions.
+
+        In-flight steps stay recorded as running; the next start records them as
+        interrupted and runs them again. The store is left consistent.
+        """
+        if not self._started:
+            return
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self._writer.stop)
+        self._hub.close()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        self._started = False
+
+    def close(self) -> None:
+        """Release the store (after :meth:`stop`)."""
+        self._app.close()
+
+    # -- actions and listeners --------------------------------------------------------------
+
+    def action(self, name: str | None = None) -> Callable[[F], F]:
+        """Register an action on the engine's own registry (decorator)."""
+        return self._own_actions.action(name)
+
+    @property
+    def actions(self) -> ActionRegistry:
+        """Every action this engine can run: built-ins, the given registry, its own."""
+        return BUILTIN_ACTIONS.merged_with(self._user_actions, self._own_actions)
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback`` with every history entry once it is durably saved."""
+        self._listeners.append(callback)
+
+    # -- starting and waiting -------------------------------------------------------------
+
+    async def start_workflow(
+        self,
+        definition: WorkflowDefinition | Mapping[str, Any] | str | Any,
+        input_data: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+    ) -> str:
+        """Start an execution and return its id.
+
+        Starting an ``execution_id`` that exists returns it as it is, running nothing twice.
+
+        Raises:
+            DefinitionError: The definition is invalid.
+            SchemaValidationError: ``input_data`` does not match the input schema.
+        """
+        await self.start()
+        workflow = (
+            definition
+            if isinstance(definition, WorkflowDefinition)
+            else (load_definition(definition))
+        )
+        data = dict(input_data or {})
+        if workflow.input_schema is not None:
+            check(workflow.input_schema, data, schema_type="input", step_id=None)
+        key = execution_id or str(uuid4())
+        if execution_id is not None and await self._exists(key):
+            return key
+        execution = Execution.start(key, workflow, data, self._now())
+        try:
+            await self._save(execution)
+        except ConcurrencyConflictError:
+            return key  # started concurrently under the same id
+        self._spawn(execution)
+        return key
+
+    async def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
+        """Return the execution's state once it is terminal or PAUSED.
+
+        Raises:
+            ExecutionNotFoundError: No such execution.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(execution_id, []).append(waiter)
+        try:
+            state = await self.get_workflow_status(execution_id)
+            if state.status.is_terminal or state.status in _SETTLED:
+                return state
+            return await asyncio.wait_for(waiter, timeout)
+        finally:
+            waiters = self._waiters.get(execution_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    async def run_workflow(
+        self,
+        definition: WorkflowDefinition | Mapping[str, Any] | str | Any,
+        input_data: Mapping[str, Any] | None = None,
+        *,
+        execution_id: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecutionState:
+        """Start an execution and wait until it is terminal or PAUSED."""
+        key = await self.start_workflow(definition, input_data, execution_id=execution_id)
+        return await self.wait_for(key, timeout)
+
+    async def get_workflow_status(self, execution_id: str) -> ExecutionState:
+        """Return the execution's current state, from the store."""
+        return await asyncio.to_thread(self.ledger.get, execution_id)
+
+    # -- operators' commands --------------------------------------------------------------
+
+    async def cancel_workflow(
+        self,
+        execution_id: str,
+        reason: str = "cancelled",
+        *,
+        actor: str | None = None,
+        rollback: bool = False,
+    ) -> ExecutionState:
+        """Cancel an execution.
+
+        In-flight steps finish and are recorded, nothing new starts, and the execution
+        ends CANCELLED (ROLLED_BACK when ``rollback`` and a completed step declares
+        ``compensate``).
+
+        Raises:
+            InvalidTransitionError: The execution had already ended (nothing changes).
+        """
+
+        def command(execution: Execution, at: datetime) -> None:
+            execution.request_cancel(reason, actor, at, rollback=rollback)
+
+        return await self._command(execution_id, command)
+
+    async def pause_workflow(
+        self, execution_id: str, reason: str = "requested", *, actor: str | None = None
+    ) -> ExecutionState:
+        """Pause: in-flight steps finish and are recorded; nothing new starts until resumed."""
+
+        def command(execution: Execution, at: datetime) -> None:
+            execution.pause(reason, at, actor=actor)
+
+        return await self._command(execution_id, command)
+
+    async def resume_workflow(
+        self,
+        execution_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> ExecutionState:
+        """Resume a paused execution, providing ``inputs`` first (merged into its input)."""
+
+        def command(execution: Execution, at: datetime) -> None:
+            if inputs:
+                execution.provide_input(inputs, actor, at)
+            execution.resume(actor, at)
+
+        return await self._command(execution_id, command)
+
+    def subscribe(
+        self, execution_id: str | None = None, from_version: int = 0
+    ) -> AsyncIterator[Notification]:
+        """Yield status notifications: first what already happened, then live."""
+
+        async def catch_up() -> list[Notification]:
+            if execution_id is None:
+                ids = await asyncio.to_thread(lambda: list(self._app.execution_ids()))
+            else:
+                ids = [execution_id]
+            notes: list[Notification] = []
+            for key in ids:
+                entries = await asyncio.to_thread(self.ledger.history, key)
+                notes.extend(notifications_of(key, entries))
+            return notes
+
+        return self._hub.subscribe(execution_id, from_version, catch_up)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _services(self) -> EngineServices:
+        return EngineServices(
+            actions=self.actions,
+            slots=self._slots,
+            retry_policy=self.retry_policy,
+            save=self._save,
+            reload=self._load,
+            clock=self._now,
+            random=random.random,
+        )
+
+    def _spawn(self, execution: Execution) -> None:
+        runner = ExecutionRunner(self._services(), execution)
+        self._runners[execution.execution_id] = runner
+        task = asyncio.create_task(self._drive(runner), name=f"execution {runner.execution_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, runner: ExecutionRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a store failure: the execution is recovered on restart
+            logger.error("execution %s stopped: %s", runner.execution_id, type(error).__name__)
+        finally:
+            if self._runners.get(runner.execution_id) is runner:
+                del self._runners[runner.execution_id]
+
+    async def _command(self, execution_id: str, command: Command) -> ExecutionState:
+        await self.start()
+        runner = self._runners.get(execution_id)
+        if runner is not None and not runner.closed:
+            await runner.submit(command)
+            return await self.get_workflow_status(execution_id)
+        lock = self._locks.setdefault(execution_id, asyncio.Lock())
+        async with lock:
+            execution = await self._load(execution_id)
+            command(execution, self._now())
+            await self._save(execution)
+            if not execution.is_terminal and execution_id not in self._runners:
+                self._spawn(execution)
+            return execution.state()
+
+    async def _save(self, execution: Execution) -> list[ExecutionEvent]:
+        events = await self._writer.save(execution)
+        if events:
+            await self._published(execution, events)
+        return events
+
+    async def _published(self, execution: Execution, events: list[ExecutionEvent]) -> None:
+        execution_id = execution.execution_id
+        entries = [history_entry(event) for event in events]
+        for listener in self._listeners:
+            for entry in entries:
+                try:
+                    result = listener(entry)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as error:  # a listener never breaks an execution
+                    logger.warning("listener failed: %s", type(error).__name__)
+        self._hub.publish(notifications_of(execution_id, entries))
+        status = execution.status
+        if status.is_terminal or status in _SETTLED:
+            state = execution.state()
+            for waiter in self._waiters.get(execution_id, []):
+                if not waiter.done():
+                    waiter.set_result(state)
+
+    async def _load(self, execution_id: str) -> Execution:
+        return await asyncio.to_thread(self._app.load, execution_id)
+
+    async def _exists(self, execution_id: str) -> bool:
+        try:
+            await self._load(execution_id)
+        except ExecutionNotFoundError:
+            return False
+        return True
+
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(UTC)

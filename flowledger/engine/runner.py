@@ -1,0 +1,376 @@
+"""Drives one execution: plan, record, save, run actions, record outcomes, until it rests.
+
+Each execution in progress has one runner, and only the runner changes its aggregate, so
+there is one writer per aggregate and its in-memory state never runs ahead of the store:
+commands are applied, then saved in one transaction per step transition, and only then
+are actions launched, notifications published and waiters woken. Everything that can
+move an execution on — an action's outcome, an operator's command, a free slot, a retry
+time — arrives in the runner's inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flowledger.domain.definition import StepDefinition, WorkflowDefinition
+from flowledger.domain.definition.model import RetryPolicy
+from flowledger.domain.events import ExecutionEvent
+from flowledger.domain.execution import Execution
+from flowledger.domain.status import ExecutionStatus
+from flowledger.engine import decisions as d
+from flowledger.engine.actions import ActionRegistry
+from flowledger.engine.invocation import Outcome, error_data, invoke
+from flowledger.engine.planning import definition_of, plan
+from flowledger.engine.retries import effective_policy, next_retry_time, should_retry
+from flowledger.engine.schemas import check
+from flowledger.engine.slots import SlotPool
+from flowledger.errors import FlowledgerError, SchemaValidationError
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[Execution, datetime], None]
+"""An operator's command: applies aggregate commands at the given time."""
+
+
+@dataclass
+class EngineServices:
+    """What a runner needs of its engine."""
+
+    actions: ActionRegistry
+    slots: SlotPool
+    retry_policy: RetryPolicy
+    save: Callable[[Execution], Awaitable[list[ExecutionEvent]]]
+    reload: Callable[[str], Awaitable[Execution]]
+    clock: Callable[[], datetime]
+    random: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class _Finished:
+    step_id: str
+    outcome: Outcome
+    compensation: bool
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    command: Command
+    done: asyncio.Future[None]
+
+
+_SLOT = "slot"
+_TICK = "tick"
+
+
+class ExecutionRunner:
+    """Advances one execution until it is terminal or paused with nothing in flight."""
+
+    def __init__(self, services: EngineServices, execution: Execution) -> None:
+        self._services = services
+        self._execution = execution
+        self._definition: WorkflowDefinition = definition_of(execution)
+        self._inbox: asyncio.Queue[_Finished | _Submitted | str] = asyncio.Queue()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._slot_held = False
+        self._slot_waiter: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._interrupted: set[str] = set()
+        self.closed = False
+        """True once the runner has stopped taking commands."""
+
+    @property
+    def execution_id(self) -> str:
+        """The id of the execution this runner drives."""
+        return self._execution.execution_id
+
+    def submit(self, command: Command) -> asyncio.Future[None]:
+        """Queue an operator's command; the future settles once it is saved (or refused).
+
+        Raises:
+            RuntimeError: The runner has stopped; apply the command directly instead.
+        """
+        if self.closed:
+            msg = "runner has stopped"
+            raise RuntimeError(msg)
+        done = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(_Submitted(command, done))
+        return done
+
+    async def run(self) -> None:
+        """Advance the execution until it rests; on cancellation, leave in-flight steps.
+
+        Steps left RUNNING by a cancelled runner (engine shutdown) are recorded as
+        interrupted and re-run by the next runner of this execution.
+        """
+        try:
+            await self._recover()
+            while True:
+                await self._advance()
+                if self._at_rest():
+                    self.closed = True
+                    return
+                await self._handle(await self._inbox.get())
+        finally:
+            self.closed = True
+            self._shutdown()
+            self._fail_pending_commands()
+
+    # -- one turn -------------------------------------------------------------------------
+
+    async def _advance(self) -> None:
+        """Plan and apply until nothing more can be decided now; save once; launch.
+
+        A plan may start at most as many steps as this runner can take slots for now,
+        so a recorded start always runs at once. When a plan used every slot it was
+        given, more starts may be wanted: the runner then queues for a slot.
+        """
+        launches: list[Callable[[], None]] = []
+        saturated = False
+        for _ in range(len(self._definition.steps) * 4 + 8):
+            available = self._services.slots.free_now + (1 if self._slot_held else 0)
+            decided = plan(
+                self._execution,
+                self._definition,
+                self._services.clock(),
+                max_starts=available,
+                interrupted=self._interrupted,
+            )
+            self._schedule_wake(decided.wake_at)
+            if not decided.decisions:
+                break
+            starts = 0
+            for decision in decided.decisions:
+                starts += self._apply(decision, launches)
+            saturated = starts == available
+        if self._slot_held and not saturated:
+            self._release_slot()  # taken for a start that was not wanted after all
+            self._slot_held = False
+        if saturated and self._slot_waiter is None:
+            self._slot_waiter = asyncio.create_task(self._wait_for_slot())
+        await self._save()
+        for launch in launches:
+            launch()
+
+    def _at_rest(self) -> bool:
+        if self._in_flight or self._slot_waiter is not None or not self._inbox.empty():
+            return False
+        status = self._execution.status
+        if status.is_terminal or status is ExecutionStatus.PAUSED:
+            return True
+        if self._timer is not None:
+            return False
+        logger.error("execution %s is %s with nothing to do", self.execution_id, status.value)
+        return True
+
+    async def _handle(self, message: _Finished | _Submitted | str) -> None:
+        if isinstance(message, _Finished):
+            self._record_outcome(message)
+            while not self._inbox.empty():  # several outcomes share one save
+                queued = self._inbox.get_nowait()
+                if not isinstance(queued, _Finished):
+                    self._inbox.put_nowait(queued)
+                    break
+                self._record_outcome(queued)
+        elif isinstance(message, _Submitted):
+            await self._run_command(message)
+        elif message == _SLOT:
+            self._slot_waiter = None
+            self._slot_held = True
+        # a tick only wakes the loop: the next plan sees the time
+
+    async def _run_command(self, submitted: _Submitted) -> None:
+        try:
+            submitted.command(self._execution, self._services.clock())
+            await self._save()
+        except BaseException as error:
+            if not submitted.done.done():
+                submitted.done.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        if not submitted.done.done():
+            submitted.done.set_result(None)
+
+    async def _save(self) -> None:
+        if not self._execution.pending_events:
+            return
+        try:
+            await self._services.save(self._execution)
+        except BaseException:
+            # The aggregate is ahead of the store: take the store's word for it.
+            self._execution = await self._services.reload(self.execution_id)
+            raise
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def _apply(self, decision: d.Decision, launches: list[Callable[[], None]]) -> int:
+        """Apply one decision as aggregate commands; return the slots it took (0 or 1)."""
+        execution, at = self._execution, self._services.clock()
+        match decision:
+            case d.StartStep(step_id=step_id, parameters=parameters):
+                self._take_slot()
+                self._interrupted.discard(step_id)
+                self._start(self._definition.step(step_id), parameters, launches)
+                return 1
+            case d.CompensateStep(step_id=step_id, action=action, parameters=parameters):
+                self._take_slot()
+                decision.apply(execution, at)
+                launches.append(lambda: self._launch(step_id, action, parameters, None, True))
+                return 1
+            case _:
+                decision.apply(execution, at)
+                return 0
+
+    def _start(
+        self,
+        step: StepDefinition,
+        parameters: dict[str, Any],
+        launches: list[Callable[[], None]],
+    ) -> None:
+        execution, at = self._execution, self._services.clock()
+        execution.start_step(step.id, parameters, at)
+        refusal = self._refusal(step, parameters)
+        if refusal is not None:
+            execution.fail_step(step.id, refusal, False, 0.0, at)
+            self._release_slot()
+            return
+        action = step.action or ""
+        launches.append(lambda: self._launch(step.id, action, parameters, step.timeout, False))
+
+    def _refusal(self, step: StepDefinition, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """Why a step fails before its action runs (unknown action, invalid input)."""
+        try:
+            self._services.actions.get(step.action or "")
+            if step.input_schema is not None:
+                check(step.input_schema, parameters, schema_type="input", step_id=step.id)
+        except FlowledgerError as error:
+            return error_data(error)
+        return None
+
+    # -- actions --------------------------------------------------------------------------
+
+    def _launch(
+        self,
+        step_id: str,
+        action_name: str,
+        parameters: dict[str, Any],
+        timeout: float | None,
+        compensation: bool,
+    ) -> None:
+        action = self._services.actions.get(action_name)
+
+        async def attempt() -> None:
+            try:
+                outcome = await invoke(action, parameters, timeout=timeout, step_id=step_id)
+            finally:
+                self._release_slot()
+            self._in_flight.pop(step_id, None)
+            self._inbox.put_nowait(_Finished(step_id, outcome, compensation))
+
+        self._in_flight[step_id] = asyncio.create_task(attempt(), name=f"step {step_id}")
+
+    def _record_outcome(self, finished: _Finished) -> None:
+        execution, at, step_id = self._execution, self._services.clock(), finished.step_id
+        outcome = finished.outcome
+        if finished.compensation:
+            if outcome.ok:
+                execution.roll_back_step(step_id, outcome.output, at)
+            else:
+                execution.fail_compensation(step_id, outcome.error or {}, at)
+            return
+        step = self._definition.step(step_id)
+        error = outcome.error
+        if outcome.ok:
+            error = self._output_refusal(step, outcome.output)
+            if error is None:
+                execution.complete_step(step_id, outcome.output, outcome.duration_ms, at)
+                return
+        assert error is not None
+        if outcome.timed_out:
+            execution.time_out_step(step_id, step.timeout or 0.0, at)
+        else:
+            execution.fail_step(step_id, error, error["retryable"], outcome.duration_ms, at)
+        self._maybe_retry(step, error, at)
+
+    @staticmethod
+    def _output_refusal(step: StepDefinition, output: Any) -> dict[str, Any] | None:
+        if step.output_schema is None:
+            return None
+        try:
+            check(step.output_schema, output, schema_type="output", step_id=step.id)
+        except SchemaValidationError as error:
+            return error_data(error)
+        return None
+
+    def _maybe_retry(self, step: StepDefinition, error: dict[str, Any], at: datetime) -> None:
+        execution = self._execution
+        if execution.status is not ExecutionStatus.RUNNING or execution.cancel_requested:
+            return
+        policy = effective_policy(step, self._services.retry_policy)
+        attempt = execution.state().steps[step.id].attempts
+        if should_retry(policy, attempt, error):
+            not_before = next_retry_time(policy, attempt + 1, at, self._services.random)
+            execution.schedule_retry(step.id, not_before, at)
+
+    # -- slots, timers, recovery, shutdown ------------------------------------------------
+
+    def _take_slot(self) -> None:
+        """Take the slot this runner holds, or a free one (the plan was sized to them)."""
+        if self._slot_held:
+            self._slot_held = False
+            return
+        if not self._services.slots.try_take():  # pragma: no cover - plans are sized to slots
+            msg = "a start was planned without a free slot"
+            raise RuntimeError(msg)
+
+    async def _wait_for_slot(self) -> None:
+        await self._services.slots.take()
+        self._inbox.put_nowait(_SLOT)
+
+    def _release_slot(self) -> None:
+        self._services.slots.release()
+
+    def _schedule_wake(self, wake_at: datetime | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if wake_at is None:
+            return
+        delay = max((wake_at - self._services.clock()).total_seconds(), 0.0)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._inbox.put_nowait(_TICK)
+
+    async def _recover(self) -> None:
+        """Record steps left RUNNING by a previous process as interrupted."""
+        execution, at = self._execution, self._services.clock()
+        running = [s for s, state in execution.state().steps.items() if state.status == "RUNNING"]
+        for step_id in running:
+            execution.interrupt_step(step_id, at)
+            self._interrupted.add(step_id)
+        await self._save()
+
+    def _shutdown(self) -> None:
+        for task in self._in_flight.values():
+            task.cancel()
+        if self._slot_waiter is not None:
+            self._slot_waiter.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._slot_held:
+            self._release_slot()
+            self._slot_held = False
+
+    def _fail_pending_commands(self) -> None:
+        while not self._inbox.empty():
+            message = self._inbox.get_nowait()
+            if isinstance(message, _Submitted) and not message.done.done():
+                message.done.set_exception(RuntimeError("runner has stopped"))
