@@ -55,6 +55,26 @@ class MissingInputError(FlowledgerError):
         super().__init__(f"missing value for ${{{missing_var}}}{suffix}")
 
 
+class UnavailableOutputError(FlowledgerError):
+    """A step's parameters reference a step result that does not exist.
+
+    Unlike a missing input, it cannot be provided on resume: the referenced step was
+    skipped, failed, or returned no such value. The execution fails, naming both.
+
+    Attributes:
+        step_id: The step whose parameters hold the reference.
+        missing_var: The reference, for example ``fetch.output.total``.
+    """
+
+    def __init__(self, step_id: str, missing_var: str) -> None:
+        self.step_id = step_id
+        self.missing_var = missing_var
+        super().__init__(
+            f"step {step_id!r} references ${{{missing_var}}}, which does not exist: the"
+            " step it names was skipped or failed, or its output has no such value"
+        )
+
+
 class SchemaValidationError(FlowledgerError):
     """A step's input or output does not match its JSON Schema. Never retried.
 

@@ -149,10 +149,20 @@ class ExecutionCancelled(ExecutionTransition):
 
 @dataclass(frozen=True)
 class RollbackStarted(ExecutionTransition):
-    """Completed steps are being compensated."""
+    """Completed steps are being compensated.
+
+    ``step_id`` and ``error`` name the failure that started the rollback (None for a
+    cancel that rolls back); the execution's ``error`` shows it from here on.
+    """
 
     reason: str
+    step_id: str | None
+    error: dict[str, Any] | None
     STATUS: ClassVar[str] = ExecutionStatus.ROLLING_BACK.value
+
+    def _evolve(self, aggregate: ExecutionRecord) -> None:
+        super()._evolve(aggregate)
+        aggregate._error = self.error
 
 
 @dataclass(frozen=True)

@@ -321,10 +321,25 @@ class Execution(ExecutionRecord):
             raise InvalidTransitionError("execution", self._status, "cancel", self._execution_id)
         self._append(ev.ExecutionCancelled, at)
 
-    def start_rollback(self, reason: str, at: datetime) -> None:
-        """Start compensating completed steps (see :meth:`steps_to_compensate`)."""
-        self._transition("start_rollback", at)
-        self._append(ev.RollbackStarted, at, reason=reason)
+    def start_rollback(
+        self,
+        reason: str,
+        at: datetime,
+        step_id: str | None = None,
+        error: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start compensating completed steps (see :meth:`steps_to_compensate`).
+
+        ``step_id`` and ``error`` name the failure that caused it (None for a cancel).
+        """
+        self._transition("start_rollback", at, step_id)
+        self._append(
+            ev.RollbackStarted,
+            at,
+            reason=reason,
+            step_id=step_id,
+            error=None if error is None else error_data(error),
+        )
 
     def finish_rollback(self, at: datetime) -> None:
         """End the execution ROLLED_BACK."""

@@ -222,6 +222,11 @@ class ExecutionRecord(Aggregate):
             cancel_requested=self._cancel_requested,
         )
 
+    @property
+    def definition_hash(self) -> str:
+        """SHA-256 of the canonical definition this execution runs."""
+        return self._definition_hash
+
     def definition_dict(self) -> dict[str, Any]:
         """Return the canonical definition the execution runs (a fresh copy)."""
         definition: dict[str, Any] = json.loads(self._definition)

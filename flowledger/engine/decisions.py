@@ -146,14 +146,19 @@ class CancelExecution:
 
 @dataclass(frozen=True, slots=True)
 class StartRollback:
-    """Start compensating completed steps, for ``reason``."""
+    """Start compensating completed steps, for ``reason``.
+
+    ``step_id`` and ``error`` name the failure that caused it (None for a cancel).
+    """
 
     reason: str
+    step_id: str | None = None
+    error: dict[str, Any] | None = None
     runs_action: ClassVar[bool] = False
 
     def apply(self, execution: Execution, at: datetime) -> None:
         """Record the decision on ``execution`` at ``at``."""
-        execution.start_rollback(self.reason, at)
+        execution.start_rollback(self.reason, at, self.step_id, self.error)
 
 
 @dataclass(frozen=True, slots=True)

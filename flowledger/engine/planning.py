@@ -69,7 +69,7 @@ from flowledger.engine.decisions import (
     StartRollback,
 )
 from flowledger.engine.scheduling import ReferenceContext, Scheduler, StepResults
-from flowledger.errors import ConditionError, MissingInputError
+from flowledger.errors import ConditionError, MissingInputError, UnavailableOutputError
 
 __all__ = ["CANCELLED", "EXECUTION_FAILED", "DefinitionCache", "definition_of", "plan"]
 
@@ -136,14 +136,12 @@ def plan(
     elif status is not ExecutionStatus.RUNNING:
         return Plan(in_flight=in_flight)  # PAUSED: nothing starts until it resumes
     else:
-        failure = _failure(state, definition)
-        if failure is None:
-            scheduler = Scheduler(state, definition, now, restart, max_starts)
-            try:
-                return scheduler.plan(in_flight)
-            except ConditionError as error:
-                failure = _condition_failure(error)
-        ending = failure
+        ending_or_plan = _failure(state, definition) or _schedule(
+            Scheduler(state, definition, now, restart, max_starts), in_flight
+        )
+        if isinstance(ending_or_plan, Plan):
+            return ending_or_plan
+        ending = ending_or_plan
     if in_flight:
         return Plan(in_flight=in_flight)
     return _wind_down(execution, state, definition, restart, ending)
@@ -188,9 +186,25 @@ def _failure(state: ExecutionState, definition: WorkflowDefinition) -> _Ending |
     return _Ending(EXECUTION_FAILED, True, reason, FailExecution(first.step_id, error))
 
 
-def _condition_failure(error: ConditionError) -> _Ending:
+def _schedule(scheduler: Scheduler, in_flight: tuple[str, ...]) -> Plan | _Ending:
+    """Run the scheduler's pass; a condition or reference that fails it ends the execution.
+
+    The steps decided before the failure are recorded first (the branches that led to
+    it): the next plan meets the same failure with them applied.
+    """
+    try:
+        return scheduler.plan(in_flight)
+    except (ConditionError, UnavailableOutputError) as error:
+        if scheduler.decided:
+            return Plan(tuple(scheduler.decisions[: scheduler.decided]), None, in_flight)
+        target = error.step_id if isinstance(error, UnavailableOutputError) else error.target
+        return _failure_at(str(target), error)
+
+
+def _failure_at(target: str, error: ConditionError | UnavailableOutputError) -> _Ending:
+    """The execution fails because of ``target``'s definition, not its action."""
     data = {"type": type(error).__name__, "message": str(error), "retryable": False}
-    return _Ending(EXECUTION_FAILED, True, str(error), FailExecution(str(error.target), data))
+    return _Ending(EXECUTION_FAILED, True, str(error), FailExecution(target, data))
 
 
 def _finished_at(step: StepState) -> datetime:
@@ -218,8 +232,10 @@ def _wind_down(
     ]
     to_compensate = execution.steps_to_compensate() if ending.rolls_back else []
     if to_compensate:
-        decisions.append(StartRollback(ending.reason))
-        decisions.append(_compensation(to_compensate[0], state, definition))
+        last = ending.last
+        cause = (last.step_id, last.error) if isinstance(last, FailExecution) else (None, None)
+        decisions.append(StartRollback(ending.reason, *cause))
+        decisions.append(compensation_decision(to_compensate[0], state, definition))
     else:
         decisions.append(ending.last)
     return Plan(tuple(decisions))
@@ -233,11 +249,16 @@ def _rollback(execution: Execution, state: ExecutionState, definition: WorkflowD
     to_compensate = execution.steps_to_compensate()
     if not to_compensate:
         return Plan((FinishRollback(),))
-    return Plan((_compensation(to_compensate[0], state, definition),))
+    return Plan((compensation_decision(to_compensate[0], state, definition),))
 
 
-def _compensation(step_id: str, state: ExecutionState, definition: WorkflowDefinition) -> Decision:
-    """Compensate ``step_id``; a missing parameter value fails the rollback."""
+def compensation_decision(
+    step_id: str, state: ExecutionState, definition: WorkflowDefinition
+) -> Decision:
+    """Return the decision compensating ``step_id``: its action and resolved parameters.
+
+    A missing parameter value fails the rollback instead (a rollback cannot pause).
+    """
     compensate = definition.step(step_id).compensate
     assert compensate is not None  # only steps that declare one are compensated
     context = ReferenceContext(state, StepResults(state))
@@ -266,7 +287,7 @@ class DefinitionCache:
 
     def definition_of(self, execution: Execution) -> WorkflowDefinition:
         """Return the definition ``execution`` runs, loading it from its history once."""
-        key = execution.state().definition_hash
+        key = execution.definition_hash
         with self._lock:
             found = self._definitions.get(key)
             if found is not None:

@@ -21,11 +21,11 @@ from flowledger.domain.definition import StepDefinition, WorkflowDefinition
 from flowledger.domain.definition.model import RetryPolicy
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
-from flowledger.domain.status import ExecutionStatus
+from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine import decisions as d
 from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.invocation import Outcome, error_data, invoke
-from flowledger.engine.planning import definition_of, plan
+from flowledger.engine.planning import compensation_decision, definition_of, plan
 from flowledger.engine.retries import effective_policy, next_retry_time, should_retry
 from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
@@ -350,13 +350,29 @@ class ExecutionRunner:
         self._inbox.put_nowait(_TICK)
 
     async def _recover(self) -> None:
-        """Record steps left RUNNING by a previous process as interrupted."""
+        """Take over steps a previous process left in flight.
+
+        A step left RUNNING is recorded as interrupted; the planner starts it again (or
+        cancels it when the execution is ending). A step left COMPENSATING has its
+        compensation run again: an action runs at least once, a recorded outcome never
+        twice.
+        """
         execution, at = self._execution, self._services.clock()
-        running = [s for s, state in execution.state().steps.items() if state.status == "RUNNING"]
-        for step_id in running:
-            execution.interrupt_step(step_id, at)
-            self._interrupted.add(step_id)
+        state = execution.state()
+        for step_id, step in state.steps.items():
+            if step.status is StepStatus.RUNNING:
+                execution.interrupt_step(step_id, at)
+                self._interrupted.add(step_id)
         await self._save()
+        for step_id, step in state.steps.items():
+            if step.status is StepStatus.COMPENSATING:
+                decision = compensation_decision(step_id, state, self._definition)
+                if isinstance(decision, d.CompensateStep):
+                    await self._services.slots.take()
+                    self._launch(step_id, decision.action, decision.parameters, None, True)
+                else:
+                    decision.apply(execution, self._services.clock())
+                    await self._save()
 
     def _shutdown(self) -> None:
         for task in self._in_flight.values():

@@ -28,7 +28,7 @@ from flowledger.engine.decisions import (
     SkipStep,
     StartStep,
 )
-from flowledger.errors import ConditionError, MissingInputError
+from flowledger.errors import ConditionError, MissingInputError, UnavailableOutputError
 
 BRANCH_NOT_TAKEN = "branch_not_taken"
 """Why a step none of whose incoming edges is active is skipped."""
@@ -140,6 +140,10 @@ class Scheduler:
         self.statuses = self.results.statuses
         self.context = ReferenceContext(state, self.results)
         self.decisions: list[Decision] = []
+        self.decided = 0
+        """How many of ``decisions`` only record conditions and skips, from the first
+        step on: the ones to keep when a later step's condition or reference fails the
+        pass (the branches that led to the failure; nothing new starts)."""
         self.pause: PauseExecution | None = None
         self.wake_at: datetime | None = None
 
@@ -148,10 +152,17 @@ class Scheduler:
 
         Raises:
             ConditionError: A condition could not be evaluated.
+            UnavailableOutputError: A step's parameters reference a result that does
+                not exist.
         """
         statuses = self.statuses
         unfinished = False
+        quiet = True
         for step in self.definition.steps:
+            if quiet:
+                made = self.decisions[self.decided :]
+                quiet = all(isinstance(d, RecordCondition | SkipStep) for d in made)
+                self.decided += len(made) if quiet else 0
             status = statuses[step.id]
             if status == _PENDING:
                 self.decide(step)
@@ -257,6 +268,8 @@ class Scheduler:
         try:
             parameters = self.resolve(step.parameters)
         except MissingInputError as error:
+            if not _is_input(error.missing_var):
+                raise UnavailableOutputError(step.id, error.missing_var) from error
             self.wait_for_input(step, error.missing_var)
             return True
         if self.starts_left is not None:
@@ -295,3 +308,8 @@ class Scheduler:
             self.start(step)
         elif self.wake_at is None or not_before < self.wake_at:
             self.wake_at = not_before
+
+
+def _is_input(reference: str) -> bool:
+    """True when a reference reads the execution input (which a resume can provide)."""
+    return reference == "input" or reference.startswith(("input.", "input["))

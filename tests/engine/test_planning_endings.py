@@ -83,7 +83,7 @@ def test_in_flight_steps_finish_before_the_failure_is_handled() -> None:
     driver.finish("b", {"done": 1})
     assert driver.advance().decisions == (
         CancelStep("c", "execution_failed"),
-        StartRollback("step 'a' failed: boom"),
+        StartRollback("step 'a' failed: boom", "a", Fail().error),
         CompensateStep("b", "undo", {"was": {"done": 1}}),
     )
 
