@@ -147,6 +147,8 @@ STEP_LIFECYCLE = compile_lifecycle(
         ("start", _S.FAILED, _S.RUNNING),
         # The retry's waiting time is recorded; the step stays FAILED until it starts.
         ("schedule_retry", _S.FAILED, _S.FAILED),
+        # A step waiting for its retry when the execution is cancelled or fails.
+        ("cancel", _S.FAILED, _S.CANCELLED),
         ("start", _S.PAUSED, _S.RUNNING),
         ("cancel", _S.PAUSED, _S.CANCELLED),
         ("compensate", _S.COMPLETED, _S.COMPENSATING),

@@ -228,7 +228,9 @@ def _wind_down(
     decisions: list[Decision] = [
         CancelStep(step_id, ending.step_reason)
         for step_id, step in state.steps.items()
-        if step.status in _OPEN or step_id in interrupted
+        if step.status in _OPEN
+        or step_id in interrupted
+        or (step.status is StepStatus.FAILED and step.not_before is not None)
     ]
     to_compensate = execution.steps_to_compensate() if ending.rolls_back else []
     if to_compensate:

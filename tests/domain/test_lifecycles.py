@@ -29,6 +29,7 @@ STEP_TRANSITIONS = [
     ("RUNNING", "restart", "RUNNING"),
     ("FAILED", "start", "RUNNING"),
     ("FAILED", "schedule_retry", "FAILED"),
+    ("FAILED", "cancel", "CANCELLED"),
     ("PAUSED", "start", "RUNNING"),
     ("PAUSED", "cancel", "CANCELLED"),
     ("COMPLETED", "compensate", "COMPENSATING"),

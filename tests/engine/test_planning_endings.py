@@ -236,15 +236,15 @@ def test_a_paused_execution_can_be_cancelled() -> None:
     assert driver.state().status is ExecutionStatus.CANCELLED
 
 
-def test_a_step_waiting_for_a_retry_stays_failed_when_cancelled() -> None:
+def test_a_step_waiting_for_a_retry_is_cancelled_with_the_execution() -> None:
     driver = Driver(steps_workflow(action("a"), action("b")))
     driver.advance()
     driver.finish("a", Fail(retry_in=60))
     driver.execution.request_cancel("stop", None, driver.now)
     state = driver.run()
     assert state.status is ExecutionStatus.CANCELLED
-    assert driver.statuses() == {"a": "FAILED", "b": "CANCELLED"}
-    assert driver.state().steps["a"].attempts == 1
+    assert driver.statuses() == {"a": "CANCELLED", "b": "CANCELLED"}
+    assert driver.state().steps["a"].attempts == 1  # its retry never ran
 
 
 def test_an_interrupted_step_is_cancelled_on_cancel() -> None:
