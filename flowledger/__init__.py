@@ -16,9 +16,18 @@ from flowledger.domain.definition import (
 )
 from flowledger.domain.state import ExecutionState, HistoryEntry, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.engine.actions import ActionRegistry
+from flowledger.engine.audit import VerifyReport
+from flowledger.engine.engine import WorkflowEngine
+from flowledger.engine.ledger import Ledger
+from flowledger.engine.notifications import Notification
 from flowledger.errors import (
+    ActionRegistrationError,
+    ActionSignatureError,
     ChainError,
+    ConcurrencyConflictError,
     ConditionError,
+    CorruptRecordError,
     DefinitionError,
     DefinitionProblem,
     ExecutionNotFoundError,
@@ -26,14 +35,24 @@ from flowledger.errors import (
     InvalidTransitionError,
     MissingInputError,
     NonRetryableError,
+    OutputNotSerializableError,
     SchemaValidationError,
     StepTimeoutError,
+    StoreError,
+    UnavailableOutputError,
+    UnknownActionError,
+    VersionNotFoundError,
 )
 
 __all__ = [
+    "ActionRegistrationError",
+    "ActionRegistry",
+    "ActionSignatureError",
     "ChainError",
     "Compensation",
+    "ConcurrencyConflictError",
     "ConditionError",
+    "CorruptRecordError",
     "DefinitionError",
     "DefinitionProblem",
     "Dependency",
@@ -43,14 +62,23 @@ __all__ = [
     "FlowledgerError",
     "HistoryEntry",
     "InvalidTransitionError",
+    "Ledger",
     "MissingInputError",
     "NonRetryableError",
+    "Notification",
+    "OutputNotSerializableError",
     "RetryPolicy",
     "SchemaValidationError",
     "StepDefinition",
     "StepState",
     "StepStatus",
     "StepTimeoutError",
+    "StoreError",
+    "UnavailableOutputError",
+    "UnknownActionError",
+    "VerifyReport",
+    "VersionNotFoundError",
     "WorkflowDefinition",
+    "WorkflowEngine",
     "load_definition",
 ]

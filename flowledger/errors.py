@@ -6,8 +6,10 @@ details as read-only, structured fields, so callers never match on message text.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -174,3 +176,152 @@ class ChainError(FlowledgerError):
         self.version = version
         self.reason = reason
         super().__init__(f"hash chain broken at event {version}: {reason}")
+
+
+class UnknownActionError(FlowledgerError):
+    """A step names an action that is not registered. Never retried.
+
+    Attributes:
+        action: The name that was looked up.
+        registered: The registered names, sorted.
+    """
+
+    def __init__(self, action: str, registered: Iterable[str]) -> None:
+        self.action = action
+        self.registered: tuple[str, ...] = tuple(sorted(registered))
+        close = difflib.get_close_matches(action, self.registered, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listing = ", ".join(self.registered) if self.registered else "none"
+        super().__init__(f"unknown action {action!r}{hint}; registered actions: {listing}")
+
+
+class ActionRegistrationError(FlowledgerError):
+    """An action cannot be registered under this name.
+
+    Attributes:
+        action: The name given.
+        reason: Why it was refused (taken by another function, not callable, ...).
+    """
+
+    def __init__(self, action: object, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"cannot register action {action!r}: {reason}")
+
+
+class IntentionalFailureError(FlowledgerError):
+    """The retryable error raised by the built-in ``fail`` action."""
+
+
+class ActionSignatureError(FlowledgerError):
+    """A step's parameters do not fit its action's signature. Never retried.
+
+    A definition or action bug: the same parameters would fail the same way again.
+
+    Attributes:
+        action: The action's name.
+        unexpected: Parameters the action does not accept.
+        missing: Required parameters that were not given.
+    """
+
+    def __init__(
+        self, action: str, unexpected: tuple[str, ...], missing: tuple[str, ...], detail: str
+    ) -> None:
+        self.action = action
+        self.unexpected = unexpected
+        self.missing = missing
+        parts = []
+        if unexpected:
+            parts.append(f"unexpected parameter(s) {', '.join(unexpected)}")
+        if missing:
+            parts.append(f"missing required parameter(s) {', '.join(missing)}")
+        super().__init__(f"parameters do not fit action {action}: {'; '.join(parts) or detail}")
+
+
+class OutputNotSerializableError(FlowledgerError):
+    """An action returned something JSON cannot represent. Never retried.
+
+    Attributes:
+        step_id: The step whose action returned it.
+        path: JSON path of the offending value within the output.
+        kind: Its Python type name (or what is wrong with it).
+    """
+
+    def __init__(self, step_id: str, path: str, kind: str) -> None:
+        self.step_id = step_id
+        self.path = path
+        self.kind = kind
+        super().__init__(f"output of step {step_id!r} is not JSON: {path} is {kind}")
+
+
+class StoreError(FlowledgerError):
+    """A store URL is invalid, or the store it names cannot be opened.
+
+    Attributes:
+        url: The URL, with its password masked (callers mask it before raising).
+        reason: What is wrong.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"store {self.url!r}: {reason}")
+
+
+class ConcurrencyConflictError(FlowledgerError):
+    """Another writer recorded events of an execution first; nothing was recorded.
+
+    The aggregates' pending events were already taken: load the executions again and
+    re-run the commands.
+
+    Attributes:
+        execution_ids: The executions in the refused save (for bare events other than
+            the first, their aggregate ids).
+    """
+
+    def __init__(self, execution_ids: Iterable[str]) -> None:
+        self.execution_ids = tuple(execution_ids)
+        listing = ", ".join(repr(execution_id) for execution_id in self.execution_ids)
+        super().__init__(
+            f"another writer recorded events of {listing or 'these executions'} first; "
+            "nothing of this save was recorded (load them again and retry)"
+        )
+
+
+class VersionNotFoundError(FlowledgerError):
+    """The execution exists, but its history has no such version or moment.
+
+    Attributes:
+        execution_id: The execution.
+        requested: The version (int) or moment (datetime) asked for.
+        latest: The execution's current version.
+    """
+
+    def __init__(
+        self, execution_id: str, requested: int | datetime, latest: int, detail: str
+    ) -> None:
+        self.execution_id = execution_id
+        self.requested = requested
+        self.latest = latest
+        super().__init__(f"execution {execution_id!r} {detail}")
+
+
+class CorruptRecordError(FlowledgerError):
+    """A stored event cannot be read back: the store was damaged or tampered with.
+
+    ``Ledger.verify`` reports such records instead of raising.
+
+    Attributes:
+        execution_id: The execution's id, or its aggregate id when that is all there is.
+        version: The record's version, where known.
+        reason: What could not be read.
+    """
+
+    def __init__(self, execution_id: str, version: int | None, reason: str) -> None:
+        self.execution_id = execution_id
+        self.version = version
+        self.reason = reason
+        where = "" if version is None else f" at version {version}"
+        super().__init__(
+            f"stored history of execution {execution_id}{where} is unreadable: {reason}"
+        )

@@ -11,48 +11,21 @@ once). Registries are plain values, never global state: the engine combines
 from __future__ import annotations
 
 import asyncio
-import difflib
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from flowledger.errors import FlowledgerError, NonRetryableError
+from flowledger.errors import (
+    ActionRegistrationError,
+    IntentionalFailureError,
+    NonRetryableError,
+    UnknownActionError,
+)
 
 Action = Callable[..., Any]
 """An async or plain function; resolved parameters arrive as keyword arguments."""
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UnknownActionError(FlowledgerError):
-    """A step names an action that is not registered. Never retried.
-
-    Attributes:
-        action: The name that was looked up.
-        registered: The registered names, sorted.
-    """
-
-    def __init__(self, action: str, registered: Iterable[str]) -> None:
-        self.action = action
-        self.registered: tuple[str, ...] = tuple(sorted(registered))
-        close = difflib.get_close_matches(action, self.registered, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        listing = ", ".join(self.registered) if self.registered else "none"
-        super().__init__(f"unknown action {action!r}{hint}; registered actions: {listing}")
-
-
-class ActionRegistrationError(FlowledgerError):
-    """An action cannot be registered under this name.
-
-    Attributes:
-        action: The name given.
-        reason: Why it was refused (taken by another function, not callable, ...).
-    """
-
-    def __init__(self, action: object, reason: str) -> None:
-        self.action = action
-        self.reason = reason
-        super().__init__(f"cannot register action {action!r}: {reason}")
 
 
 class ActionRegistry:
@@ -175,10 +148,6 @@ class ActionRegistry:
 
 def _name_of(function: Callable[..., Any]) -> str:
     return getattr(function, "__qualname__", None) or type(function).__name__
-
-
-class IntentionalFailureError(FlowledgerError):
-    """The retryable error raised by the built-in ``fail`` action."""
 
 
 async def noop(**_parameters: Any) -> dict[str, Any]:

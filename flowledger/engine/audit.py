@@ -22,8 +22,8 @@ from flowledger.domain.events import ExecutionStarted
 from flowledger.domain.execution import execution_uuid
 from flowledger.domain.history import history_entry
 from flowledger.domain.state import HistoryEntry
-from flowledger.engine.ledger_app import CorruptRecordError, LedgerApplication
-from flowledger.errors import ExecutionNotFoundError
+from flowledger.engine.ledger_app import LedgerApplication
+from flowledger.errors import CorruptRecordError, ExecutionNotFoundError
 
 EXPORT_FORMAT = "flowledger.export/1"
 """The ``format`` of an export document; a new version changes the suffix."""

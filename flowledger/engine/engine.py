@@ -26,7 +26,7 @@ from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
 from flowledger.engine.ledger import Ledger
-from flowledger.engine.ledger_app import ConcurrencyConflictError, LedgerApplication
+from flowledger.engine.ledger_app import LedgerApplication
 from flowledger.engine.notifications import Notification, NotificationHub, notifications_of
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
@@ -34,7 +34,7 @@ from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
 from flowledger.engine.stores import parse_store_url
 from flowledger.engine.writer import LedgerWriter
-from flowledger.errors import ExecutionNotFoundError
+from flowledger.errors import ConcurrencyConflictError, ExecutionNotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -36,59 +36,20 @@ from typing import Any, cast
 
 from flowledger.domain.canonical import decode_payload, encode_payload
 from flowledger.domain.jsonpath import ROOT, child
-from flowledger.engine.actions import Action, UnknownActionError
+from flowledger.engine.actions import Action
 from flowledger.engine.schemas import check
 from flowledger.errors import (
+    ActionSignatureError,
     DefinitionError,
-    FlowledgerError,
     NonRetryableError,
+    OutputNotSerializableError,
     SchemaValidationError,
     StepTimeoutError,
+    UnknownActionError,
 )
 
 MAX_MESSAGE_CHARS = 2000
 """Longest error message recorded; longer ones are cut and say by how much."""
-
-
-class ActionSignatureError(FlowledgerError):
-    """A step's parameters do not fit its action's signature. Never retried.
-
-    A definition or action bug: the same parameters would fail the same way again.
-
-    Attributes:
-        action: The action's name.
-        unexpected: Parameters the action does not accept.
-        missing: Required parameters that were not given.
-    """
-
-    def __init__(
-        self, action: str, unexpected: tuple[str, ...], missing: tuple[str, ...], detail: str
-    ) -> None:
-        self.action = action
-        self.unexpected = unexpected
-        self.missing = missing
-        parts = []
-        if unexpected:
-            parts.append(f"unexpected parameter(s) {', '.join(unexpected)}")
-        if missing:
-            parts.append(f"missing required parameter(s) {', '.join(missing)}")
-        super().__init__(f"parameters do not fit action {action}: {'; '.join(parts) or detail}")
-
-
-class OutputNotSerializableError(FlowledgerError):
-    """An action returned something JSON cannot represent. Never retried.
-
-    Attributes:
-        step_id: The step whose action returned it.
-        path: JSON path of the offending value within the output.
-        kind: Its Python type name (or what is wrong with it).
-    """
-
-    def __init__(self, step_id: str, path: str, kind: str) -> None:
-        self.step_id = step_id
-        self.path = path
-        self.kind = kind
-        super().__init__(f"output of step {step_id!r} is not JSON: {path} is {kind}")
 
 
 _NON_RETRYABLE: tuple[type[BaseException], ...] = (

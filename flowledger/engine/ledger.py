@@ -17,12 +17,9 @@ from flowledger.domain.execution_state import aware
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.audit import VerifyReport, export_execution, history_of, verify_histories
-from flowledger.engine.ledger_app import (
-    DEFAULT_SNAPSHOT_INTERVAL,
-    LedgerApplication,
-    VersionNotFoundError,
-)
+from flowledger.engine.ledger_app import DEFAULT_SNAPSHOT_INTERVAL, LedgerApplication
 from flowledger.engine.stores import StoreConfig
+from flowledger.errors import VersionNotFoundError
 
 DEFAULT_LIST_LIMIT = 100
 """How many executions :meth:`Ledger.list` returns unless told otherwise."""

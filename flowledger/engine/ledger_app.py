@@ -38,8 +38,14 @@ from eventsourcing.utils import Environment, TopicError, get_topic, resolve_topi
 
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
-from flowledger.engine.stores import StoreConfig, StoreError, parse_store_url
-from flowledger.errors import ExecutionNotFoundError, FlowledgerError
+from flowledger.engine.stores import StoreConfig, mask_password, parse_store_url
+from flowledger.errors import (
+    ConcurrencyConflictError,
+    CorruptRecordError,
+    ExecutionNotFoundError,
+    StoreError,
+    VersionNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,65 +57,6 @@ NOTIFICATION_PAGE = 500
 
 STARTED_TOPIC = get_topic(ExecutionStarted)
 """The stored topic of an execution's first event."""
-
-
-class ConcurrencyConflictError(FlowledgerError):
-    """Another writer recorded events of an execution first; nothing was recorded.
-
-    The aggregates' pending events were already taken: load the executions again and
-    re-run the commands.
-
-    Attributes:
-        execution_ids: The executions in the refused save (for bare events other than
-            the first, their aggregate ids).
-    """
-
-    def __init__(self, execution_ids: Iterable[str]) -> None:
-        self.execution_ids = tuple(execution_ids)
-        listing = ", ".join(repr(execution_id) for execution_id in self.execution_ids)
-        super().__init__(
-            f"another writer recorded events of {listing or 'these executions'} first; "
-            "nothing of this save was recorded (load them again and retry)"
-        )
-
-
-class VersionNotFoundError(FlowledgerError):
-    """The execution exists, but its history has no such version or moment.
-
-    Attributes:
-        execution_id: The execution.
-        requested: The version (int) or moment (datetime) asked for.
-        latest: The execution's current version.
-    """
-
-    def __init__(
-        self, execution_id: str, requested: int | datetime, latest: int, detail: str
-    ) -> None:
-        self.execution_id = execution_id
-        self.requested = requested
-        self.latest = latest
-        super().__init__(f"execution {execution_id!r} {detail}")
-
-
-class CorruptRecordError(FlowledgerError):
-    """A stored event cannot be read back: the store was damaged or tampered with.
-
-    ``Ledger.verify`` reports such records instead of raising.
-
-    Attributes:
-        execution_id: The execution's id, or its aggregate id when that is all there is.
-        version: The record's version, where known.
-        reason: What could not be read.
-    """
-
-    def __init__(self, execution_id: str, version: int | None, reason: str) -> None:
-        self.execution_id = execution_id
-        self.version = version
-        self.reason = reason
-        where = "" if version is None else f" at version {version}"
-        super().__init__(
-            f"stored history of execution {execution_id}{where} is unreadable: {reason}"
-        )
 
 
 def replay(
@@ -187,7 +134,7 @@ class LedgerApplication(Application[UUID]):
             missing_driver = self.store.kind == "postgresql" and find_spec("psycopg") is None
             hint = " (install flowledger[postgres])" if missing_driver else ""
             reason = self.store.scrub(f"cannot be opened: {error}{hint}")
-            raise StoreError(self.store.url, reason) from error
+            raise StoreError(mask_password(self.store.url), reason) from error
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
         """Return the settings given, without the process environment.

@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from eventsourcing.utils import strtobool
 
-from flowledger.errors import FlowledgerError
+from flowledger.errors import StoreError
 
 StoreKind = Literal["memory", "sqlite", "postgresql"]
 """The kinds of store flowledger can record to."""
@@ -50,20 +50,6 @@ _POSTGRES_SCHEMES = ("postgresql", "postgres")
 _PASSWORD_IN_URL = re.compile(r"(?P<head>://[^/@:]*:).*(?P<tail>@)")
 _PASSWORD_OPTION = re.compile(r"(?P<head>password=)[^&#]*", re.IGNORECASE)
 _PASSWORD_KEY = "POSTGRES_PASSWORD"  # noqa: S105 - a variable name, not a secret
-
-
-class StoreError(FlowledgerError):
-    """A store URL is invalid, or the store it names cannot be opened.
-
-    Attributes:
-        url: The URL, with its password masked.
-        reason: What is wrong.
-    """
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url = mask_password(url)
-        self.reason = reason
-        super().__init__(f"store {self.url!r}: {reason}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -131,7 +117,9 @@ def parse_store_url(url: str | None = None) -> StoreConfig:
 
 
 def _invalid(url: str, reason: str) -> StoreError:
-    return StoreError(url, f"invalid URL: {reason}. Accepted forms: {', '.join(ACCEPTED_FORMS)}")
+    return StoreError(
+        mask_password(url), f"invalid URL: {reason}. Accepted forms: {', '.join(ACCEPTED_FORMS)}"
+    )
 
 
 def _memory(url: str, text: str) -> StoreConfig:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from flowledger.engine import invocation
-from flowledger.engine.actions import UnknownActionError
 from flowledger.engine.invocation import MAX_MESSAGE_CHARS, Outcome, error_data, invoke
 from flowledger.errors import (
     DefinitionError,
@@ -19,6 +18,7 @@ from flowledger.errors import (
     NonRetryableError,
     SchemaValidationError,
     StepTimeoutError,
+    UnknownActionError,
 )
 
 

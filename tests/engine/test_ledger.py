@@ -14,9 +14,13 @@ import pytest
 from flowledger.domain.execution import Execution
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine.ledger import Ledger
-from flowledger.engine.ledger_app import LedgerApplication, VersionNotFoundError
-from flowledger.engine.stores import StoreError
-from flowledger.errors import ExecutionNotFoundError, FlowledgerError
+from flowledger.engine.ledger_app import LedgerApplication
+from flowledger.errors import (
+    ExecutionNotFoundError,
+    FlowledgerError,
+    StoreError,
+    VersionNotFoundError,
+)
 from tests.domain.factories import at, chain_definition, error, hashed
 
 NASTY = {"_type_": "datetime_iso", "_data_": "not a date"}

@@ -16,7 +16,8 @@ from flowledger.domain.chain import link_of
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.engine.audit import EXPORT_FORMAT, VerifyProblem, VerifyReport
 from flowledger.engine.ledger import Ledger
-from flowledger.engine.ledger_app import CorruptRecordError, LedgerApplication
+from flowledger.engine.ledger_app import LedgerApplication
+from flowledger.errors import CorruptRecordError
 from tests.domain.factories import at, chain_definition, error
 from tests.engine.test_ledger import NASTY, run
 
