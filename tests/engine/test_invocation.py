@@ -147,7 +147,7 @@ async def test_an_output_holding_non_json_names_the_type_and_where_it_is() -> No
         "type": "OutputNotSerializableError",
         "message": "output of step 'step' is not JSON: $.items[1].tags is of type builtins.set",
         "retryable": False,
-        "qualified_type": "flowledger.engine.invocation.OutputNotSerializableError",
+        "qualified_type": "flowledger.errors.OutputNotSerializableError",
     }
 
 
