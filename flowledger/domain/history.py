@@ -14,8 +14,8 @@ STORE_FIELDS = frozenset(
 """Fields the store and the chain need, shown apart from (or not in) ``data``."""
 
 
-def history_entry(event: ExecutionEvent) -> HistoryEntry:
-    """Return one recorded event as a history entry.
+def history_entry(event: ExecutionEvent, execution_id: str = "") -> HistoryEntry:
+    """Return one recorded event of the execution ``execution_id`` as a history entry.
 
     ``data`` holds the event's own fields, with JSON-text payloads decoded back to
     values. ``step_id`` is the step the event concerns: its ``step_id`` field, or the
@@ -38,4 +38,5 @@ def history_entry(event: ExecutionEvent) -> HistoryEntry:
         data=data,
         hash=event.hash,
         prev_hash=event.prev_hash,
+        execution_id=execution_id,
     )

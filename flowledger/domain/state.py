@@ -92,6 +92,7 @@ class HistoryEntry:
         data: Its fields, with payloads decoded.
         hash: The event's link in the hash chain.
         prev_hash: The link before it.
+        execution_id: The execution whose history it is in.
     """
 
     version: int
@@ -101,3 +102,4 @@ class HistoryEntry:
     data: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
     prev_hash: str = ""
+    execution_id: str = ""

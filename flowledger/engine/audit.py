@@ -150,7 +150,7 @@ def history_of(app: LedgerApplication, execution_id: str) -> list[HistoryEntry]:
         CorruptRecordError: A stored record cannot be read back (see
             :func:`verify_histories`).
     """
-    return [history_entry(event) for event in app.read_events(execution_id)]
+    return [history_entry(event, execution_id) for event in app.read_events(execution_id)]
 
 
 def export_execution(app: LedgerApplication, execution_id: str) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def export_execution(app: LedgerApplication, execution_id: str) -> dict[str, Any
     if not isinstance(started, ExecutionStarted):
         reason = f"its first event is {type(started).__name__}, not ExecutionStarted"
         raise CorruptRecordError(execution_id, started.originator_version, reason)
-    entries = [history_entry(event) for event in events]
+    entries = [history_entry(event, started.execution_id) for event in events]
     return {
         "format": EXPORT_FORMAT,
         "execution_id": started.execution_id,

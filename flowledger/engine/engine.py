@@ -343,7 +343,7 @@ class WorkflowEngine:
 
     async def _published(self, execution: Execution, events: list[ExecutionEvent]) -> None:
         execution_id = execution.execution_id
-        entries = [history_entry(event) for event in events]
+        entries = [history_entry(event, execution_id) for event in events]
         for listener in self._listeners:
             for entry in entries:
                 try:

@@ -71,3 +71,10 @@ def test_step_id_is_the_step_the_event_concerns() -> None:
     assert found["ConditionEvaluated"].step_id == "b"
     assert found["RollbackStarted"].step_id is None
     assert found["RollbackFailed"].step_id == "a"
+
+
+def test_entries_name_their_execution_when_told() -> None:
+    execution = started("a")
+    event = execution.collect_events()[0]
+    assert history_entry(event, "ex-1").execution_id == "ex-1"
+    assert history_entry(event).execution_id == ""

@@ -201,6 +201,7 @@ def test_history_lists_every_event_with_decoded_payloads(
         "ExecutionCompleted",
     ]
     assert [entry.version for entry in history] == [1, 2, 3, 4]
+    assert {entry.execution_id for entry in history} == {"ex-1"}
     assert [entry.timestamp for entry in history] == [at(0), at(1), at(2), at(3)]
     assert history[0].data["input"] == NASTY
     assert history[0].data["workflow_id"] == "wf"
