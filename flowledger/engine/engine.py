@@ -34,7 +34,11 @@ from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
 from flowledger.engine.stores import parse_store_url
 from flowledger.engine.writer import LedgerWriter
-from flowledger.errors import ConcurrencyConflictError, ExecutionNotFoundError
+from flowledger.errors import (
+    ConcurrencyConflictError,
+    ExecutionNotFoundError,
+    InvalidTransitionError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,8 @@ class WorkflowEngine:
         if self._started:
             return
         self._started = True
+        if self._hub.closed:  # an engine started again after stop() serves live subscriptions
+            self._hub = NotificationHub()
         self._writer.start()
         for execution_id in await asyncio.to_thread(lambda: list(self._app.execution_ids())):
             execution = await self._load(execution_id)
@@ -136,8 +142,21 @@ class WorkflowEngine:
     # -- actions and listeners --------------------------------------------------------------
 
     def action(self, name: str | None = None) -> Callable[[F], F]:
-        """Register an action on the engine's own registry (decorator)."""
-        return self._own_actions.action(name)
+        """Register an action on the engine's own registry (decorator).
+
+        Raises:
+            ActionRegistrationError: The name is taken by another action (a built-in
+                or one of the registry given to the engine).
+        """
+
+        def decorate(function: F) -> F:
+            trial = self._own_actions.copy()
+            trial.action(name)(function)
+            # A clash is refused now, not when an execution starts.
+            BUILTIN_ACTIONS.merged_with(self._user_actions, trial)
+            return self._own_actions.action(name)(function)
+
+        return decorate
 
     @property
     def actions(self) -> ActionRegistry:
@@ -166,10 +185,11 @@ class WorkflowEngine:
             SchemaValidationError: ``input_data`` does not match the input schema.
         """
         await self.start()
+        _ = self.actions  # registries that clash are refused before anything is recorded
         workflow = (
             definition
             if isinstance(definition, WorkflowDefinition)
-            else (load_definition(definition))
+            else load_definition(definition)
         )
         data = dict(input_data or {})
         if workflow.input_schema is not None:
@@ -265,6 +285,11 @@ class WorkflowEngine:
         """Resume a paused execution, providing ``inputs`` first (merged into its input)."""
 
         def command(execution: Execution, at: datetime) -> None:
+            if execution.status is not ExecutionStatus.PAUSED:
+                # Refused before the inputs are recorded: a refused resume records nothing.
+                raise InvalidTransitionError(
+                    "execution", execution.status.value, "resume", execution_id
+                )
             if inputs:
                 execution.provide_input(inputs, actor, at)
             execution.resume(actor, at)
@@ -302,12 +327,13 @@ class WorkflowEngine:
             random=random.random,
         )
 
-    def _spawn(self, execution: Execution) -> None:
+    def _spawn(self, execution: Execution) -> asyncio.Task[None]:
         runner = ExecutionRunner(self._services(), execution)
         self._runners[execution.execution_id] = runner
         task = asyncio.create_task(self._drive(runner), name=f"execution {runner.execution_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _drive(self, runner: ExecutionRunner) -> None:
         try:
@@ -331,9 +357,13 @@ class WorkflowEngine:
             execution = await self._load(execution_id)
             command(execution, self._now())
             await self._save(execution)
-            if not execution.is_terminal and execution_id not in self._runners:
-                self._spawn(execution)
-            return execution.state()
+            if execution.is_terminal or execution_id in self._runners:
+                return execution.state()
+            task = self._spawn(execution)
+        if execution.cancel_requested:
+            # Nothing was in flight (no runner was running it): the cancel completes now.
+            await asyncio.shield(task)
+        return await self.get_workflow_status(execution_id)
 
     async def _save(self, execution: Execution) -> list[ExecutionEvent]:
         events = await self._writer.save(execution)

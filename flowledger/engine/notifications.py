@@ -108,6 +108,11 @@ class NotificationHub:
                 if subscriber.execution_id in (None, notification.execution_id):
                     subscriber.queue.put_nowait(notification)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """End every subscription (the engine is stopping)."""
         self._closed = True
