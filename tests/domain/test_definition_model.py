@@ -8,6 +8,7 @@ import pytest
 
 from flowledger.domain.definition import load_definition
 from flowledger.domain.definition.model import RetryPolicy
+from flowledger.errors import DefinitionError
 
 
 class TestRetryIntervals:
@@ -60,3 +61,26 @@ class TestStepLookups:
         fewer = dataclasses.replace(self.definition, steps=self.definition.steps[:2])
         with pytest.raises(KeyError):
             fewer.step("c")
+
+
+class TestLoadingCache:
+    def test_the_same_mapping_loads_once(self) -> None:
+        source = {"id": "cached", "steps": [{"id": "a", "action": "noop"}]}
+        first = load_definition(source)
+        assert load_definition(dict(source)) is first
+
+    def test_a_changed_mapping_loads_anew(self) -> None:
+        first = load_definition({"id": "w1", "steps": [{"id": "a", "action": "noop"}]})
+        second = load_definition({"id": "w1", "steps": [{"id": "b", "action": "noop"}]})
+        assert second is not first
+        assert second.step_ids == ("b",)
+
+    def test_failures_are_not_cached(self) -> None:
+        source = {"id": "bad", "steps": [{"id": "a"}]}
+        for _ in range(2):
+            with pytest.raises(DefinitionError):
+                load_definition(source)
+
+    def test_values_json_cannot_hold_are_reported_not_cached(self) -> None:
+        with pytest.raises(DefinitionError):
+            load_definition({"id": "w", "steps": [{"id": "a", "action": "noop", "x": {1, 2}}]})

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Mapping
+from threading import Lock
+
+from flowledger.domain.canonical import canonical_json
 from flowledger.domain.definition.checks import check_draft
 from flowledger.domain.definition.formats import build_definition, read_draft
 from flowledger.domain.definition.model import WorkflowDefinition
@@ -27,6 +32,41 @@ def load_definition(source: object) -> WorkflowDefinition:
         DefinitionError: The source cannot be read or the definition is invalid;
             ``errors`` lists every problem found, structural ones first.
     """
+    key = _cache_key(source)
+    if key is not None:
+        with _LOCK:
+            cached = _LOADED.get(key)
+            if cached is not None:
+                _LOADED.move_to_end(key)
+                return cached
+    definition = _load(source)
+    if key is not None:
+        with _LOCK:
+            _LOADED[key] = definition
+            while len(_LOADED) > _CACHE_SIZE:
+                _LOADED.popitem(last=False)
+    return definition
+
+
+# Definitions are immutable, and a backend typically starts many executions of the
+# same one: checking it again each time cost milliseconds per start (hundreds for a
+# thousand steps). Mapping sources are cached by their canonical JSON; paths and text
+# are read again (a file may change), and failures are never cached.
+_CACHE_SIZE = 128
+_LOADED: OrderedDict[str, WorkflowDefinition] = OrderedDict()
+_LOCK = Lock()
+
+
+def _cache_key(source: object) -> str | None:
+    if not isinstance(source, Mapping):
+        return None
+    try:
+        return canonical_json(source)
+    except (TypeError, ValueError, RecursionError):
+        return None  # not plain JSON: loading reports it
+
+
+def _load(source: object) -> WorkflowDefinition:
     data, problems = to_json_data(read_source(source))
     # A value already refused as non-JSON was replaced by null: do not report the
     # null's wrong type at the same place a second time.
