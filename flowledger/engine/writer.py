@@ -19,7 +19,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
@@ -33,8 +33,8 @@ MAX_BATCH = 512
 class EventStore(Protocol):
     """What the writer needs of the ledger application."""
 
-    def save(self, *objs: Any) -> Any:
-        """Record events (or aggregates' pending events) in one transaction."""
+    def save_events(self, events: Sequence[ExecutionEvent]) -> None:
+        """Record collected events in one transaction."""
 
     def put_snapshot(self, execution: Execution) -> None:
         """Record a snapshot of ``execution`` at its current version."""
@@ -125,7 +125,7 @@ class LedgerWriter:
 
     def _write(self, batch: Sequence[_Request]) -> None:
         try:
-            self._store.save(*(event for request in batch for event in request.events))
+            self._store.save_events([event for request in batch for event in request.events])
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0], error=error)

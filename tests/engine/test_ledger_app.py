@@ -239,3 +239,23 @@ def test_replay_applies_events_in_order() -> None:
     assert rebuilt is not None
     assert rebuilt.state() == execution.state()
     assert replay(None, []) is None
+
+
+def test_collected_events_save_in_one_transaction_or_not_at_all(url: str) -> None:
+    app = LedgerApplication(url)
+    one, two = run("one", end="running"), run("two", end="running")
+    app.save_events([*one.collect_events(), *two.collect_events()])
+    assert app.load("one") == one
+    assert app.load("two") == two
+    first, second = app.load("one"), app.load("one")
+    first.complete({}, at(100))
+    second.complete({}, at(101))
+    app.save_events(list(first.collect_events()))
+    three = run("three")
+    with pytest.raises(ConcurrencyConflictError) as raised:
+        app.save_events([*three.collect_events(), *second.collect_events()])
+    assert "three" in raised.value.execution_ids
+    assert str(second.id) in raised.value.execution_ids
+    assert app.load("one").version == first.version
+    with pytest.raises(ExecutionNotFoundError):
+        app.load("three")

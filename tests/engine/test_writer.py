@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,12 @@ class AppStore:
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
 
-    def save(self, *objs: Any) -> Any:
+    def save_events(self, events: Sequence[Any]) -> None:
         self.saves += 1
         if self.gate is not None and self.saves == 1:
             self.entered.set()
             self.gate.wait(timeout=10)
-        return self.app.save(*objs)
+        self.app.save(*events)
 
     def put_snapshot(self, execution: Execution) -> None:
         assert self.app.snapshots is not None
