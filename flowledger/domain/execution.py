@@ -148,16 +148,20 @@ class Execution(ExecutionRecord):
         """Start the next attempt of a step with its resolved ``parameters``.
 
         Only while the execution is RUNNING and no cancel was requested; a RUNNING step
-        only after :meth:`interrupt_step`.
+        only after :meth:`interrupt_step`. Restarting an interrupted step runs the same
+        attempt again: a crash does not use up the step's retries, so a recovered run
+        ends as an uninterrupted one would.
         """
         record = self._steps.get(step_key(step_id))
-        trigger = "restart" if record is not None and record["interrupted"] else "start"
-        record = self._check_step(step_id, trigger, at, _ACTIVE, new_work=True)
+        restart = record is not None and record["interrupted"]
+        record = self._check_step(
+            step_id, "restart" if restart else "start", at, _ACTIVE, new_work=True
+        )
         self._append(
             ev.StepStarted,
             at,
             step_id=step_id,
-            attempt=record["attempts"] + 1,
+            attempt=record["attempts"] if restart else record["attempts"] + 1,
             parameters=encode_payload(parameters),
         )
 
