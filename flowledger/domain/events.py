@@ -21,7 +21,6 @@ from eventsourcing.domain import Aggregate
 from flowledger.domain.execution_state import (
     ExecutionRecord,
     StepRecord,
-    step_key,
     step_records_of,
     timeout_error,
 )
@@ -232,7 +231,7 @@ class StepEvent(ExecutionEvent):
     STATUS: ClassVar[str]
 
     def _evolve(self, aggregate: ExecutionRecord) -> None:
-        record = aggregate._steps[step_key(self.step_id)]
+        record = aggregate._changing_step(self.step_id, self.originator_version)
         record["status"] = self.STATUS
         record["version"] = self.originator_version
         self._update(record)

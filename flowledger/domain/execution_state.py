@@ -28,6 +28,7 @@ from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE, STEP_LIFECYCLE
 from flowledger.domain.state import ExecutionState, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.domain.step_changes import note_step_change, step_changes_since
 from flowledger.errors import InvalidTransitionError, StepTimeoutError
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ STEP_KEY_PREFIX = "step:"
 TERMINAL = EXECUTION_LIFECYCLE.terminal
 NON_TERMINAL = frozenset(EXECUTION_LIFECYCLE.states) - TERMINAL
 _COMPLETED_STEP = StepStatus.COMPLETED.value
+_STEP_STATUSES = {status.value: status for status in StepStatus}
 
 
 def step_key(step_id: str) -> str:
@@ -199,14 +201,11 @@ class ExecutionRecord(Aggregate):
                 step_id = key.removeprefix(STEP_KEY_PREFIX)
                 cached = cache[key] = (record["version"], step_state(step_id, record))
             steps[cached[1].step_id] = cached[1]
-        merged: dict[str, Any] = {}
-        for text in self._inputs:
-            merged = deep_merge(merged, decode_payload(text))
         return ExecutionState(
             execution_id=self._execution_id,
             workflow_id=self._workflow_id,
             status=ExecutionStatus(self._status),
-            input=merged,
+            input=self.execution_input(),
             steps=steps,
             outputs={
                 step_id: step.output
@@ -221,6 +220,65 @@ class ExecutionRecord(Aggregate):
             definition_hash=self._definition_hash,
             cancel_requested=self._cancel_requested,
         )
+
+    # -- reading one step at a time (the planner reads only what changed) -------------
+
+    def step_ids(self) -> list[str]:
+        """Return the ids of the steps, in the definition's (topological) order."""
+        return [key.removeprefix(STEP_KEY_PREFIX) for key in self._steps]
+
+    def step_status(self, step_id: str) -> StepStatus:
+        """Return where one step is in its lifecycle.
+
+        Raises:
+            KeyError: No such step.
+        """
+        return _STEP_STATUSES[self._steps[step_key(step_id)]["status"]]
+
+    def step_not_before(self, step_id: str) -> datetime | None:
+        """Return when one step's scheduled retry may start, or None.
+
+        Raises:
+            KeyError: No such step.
+        """
+        not_before: datetime | None = self._steps[step_key(step_id)]["not_before"]
+        return not_before
+
+    def step_state(self, step_id: str) -> StepState:
+        """Return one step's state, as :meth:`state` has it, without the other steps'.
+
+        Raises:
+            KeyError: No such step.
+        """
+        key = step_key(step_id)
+        record = self._steps[key]
+        cache = _step_states_of(self)
+        cached = cache.get(key)
+        if cached is None or cached[0] != record["version"]:
+            cached = cache[key] = (record["version"], step_state(step_id, record))
+        return cached[1]
+
+    def execution_input(self) -> dict[str, Any]:
+        """Return the execution input, with inputs provided later merged in (a new dict)."""
+        merged: dict[str, Any] = {}
+        for text in self._inputs:
+            merged = deep_merge(merged, decode_payload(text))
+        return merged
+
+    def steps_changed_since(self, version: int) -> list[str] | None:
+        """Return the ids of the steps whose record changed after ``version``, or None.
+
+        A reader that derives values from the steps reads them all once, then only the
+        ones that changed since the version it read: it passes that version here. The
+        changes are followed from the first call on this object on (which returns None);
+        the ids come in the order of the changes and may repeat.
+
+        Returns:
+            The ids, or None when the changes since ``version`` are not known: on the
+            first call, for a version this object never had, or for one older than the
+            version of an earlier call. Read every step then.
+        """
+        return step_changes_since(self, version)
 
     @property
     def definition_hash(self) -> str:
@@ -268,6 +326,11 @@ class ExecutionRecord(Aggregate):
         if record is None:
             raise InvalidTransitionError("step", "UNDEFINED", trigger, step_id)
         return record
+
+    def _changing_step(self, step_id: str, version: int) -> StepRecord:
+        """Return the record of a step that the event of ``version`` changes."""
+        note_step_change(self, step_id, version)
+        return self._steps[step_key(step_id)]
 
     def _check_step(
         self,

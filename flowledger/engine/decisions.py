@@ -262,11 +262,16 @@ class Plan:
             or None: with nothing else to do, the engine plans again then.
         in_flight: Steps whose outcome the engine is to record (RUNNING or
             COMPENSATING), in definition order, before this plan's decisions.
+        replan: True when planning again right after applying this plan may decide
+            more (the plan holds only the first part of what is due). When False,
+            planning again at the same time, with the starts left and the interrupted
+            steps not started, decides nothing.
     """
 
     decisions: tuple[Decision, ...] = ()
     wake_at: datetime | None = None
     in_flight: tuple[str, ...] = ()
+    replan: bool = False
 
     @property
     def idle(self) -> bool:

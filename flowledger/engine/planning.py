@@ -5,7 +5,8 @@ The engine drives each execution in a loop: :func:`plan`, apply the decisions
 started, record their outcomes, and plan again. This module is the first step only: it
 reads the execution and its definition and returns values. It records nothing, reads no
 clock (``now`` is an argument), makes no ids and does no I/O. Planning the same state
-twice gives equal plans, and planning again after applying a plan repeats no decision.
+twice gives equal plans, and planning again after applying a plan repeats no decision
+(and decides nothing at all, unless the plan says ``replan``).
 
 The rules (DESIGN.md, "Semantics decided"):
 
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowledger.domain.canonical import canonical_json, sha256_hex
 from flowledger.domain.definition import WorkflowDefinition, load_definition
 from flowledger.domain.execution import Execution
 from flowledger.domain.execution_state import aware
@@ -68,18 +70,26 @@ from flowledger.engine.decisions import (
     Plan,
     StartRollback,
 )
-from flowledger.engine.scheduling import ReferenceContext, Scheduler, StepResults
+from flowledger.engine.frontier import RecordedSteps, frontier_of
+from flowledger.engine.scheduling import ReferenceContext, Scheduler, StepResults, StepSource
 from flowledger.errors import ConditionError, MissingInputError, UnavailableOutputError
 
-__all__ = ["CANCELLED", "EXECUTION_FAILED", "DefinitionCache", "definition_of", "plan"]
+__all__ = [
+    "CANCELLED",
+    "EXECUTION_FAILED",
+    "DefinitionCache",
+    "definition_of",
+    "plan",
+    "remember_definition",
+]
 
 CANCELLED = "cancelled"
 """Why the steps that never ran are cancelled, and a rollback started, on a cancel."""
 EXECUTION_FAILED = "execution_failed"
 """Why the steps that never ran are cancelled when the execution fails."""
 
-_IN_FLIGHT = frozenset({StepStatus.RUNNING, StepStatus.COMPENSATING})
-_OPEN = frozenset({StepStatus.PENDING, StepStatus.PAUSED})
+_RUNNING = StepStatus.RUNNING.value
+_OPEN = frozenset({StepStatus.PENDING.value, StepStatus.PAUSED.value})
 
 
 def plan(
@@ -112,39 +122,52 @@ def plan(
         ValueError: ``now`` is naive, or ``definition`` is not the one the execution runs.
     """
     aware(now, "now")
-    state = execution.state()
-    if definition.hash != state.definition_hash:
+    if definition.hash != execution.definition_hash:
         msg = f"definition {definition.hash[:12]} is not the one execution"
-        raise ValueError(f"{msg} {state.execution_id!r} runs ({state.definition_hash[:12]})")
-    status = state.status
+        raise ValueError(
+            f"{msg} {execution.execution_id!r} runs ({execution.definition_hash[:12]})"
+        )
+    status = execution.status
     if status.is_terminal:
         return Plan()
+    frontier = frontier_of(execution, definition)
+    with frontier.lock:
+        frontier.refresh(execution)
+        steps = RecordedSteps(execution, frontier)
+        return _plan(steps, definition, now, status, max_starts=max_starts, interrupted=interrupted)
+
+
+def _plan(
+    steps: RecordedSteps,
+    definition: WorkflowDefinition,
+    now: datetime,
+    status: ExecutionStatus,
+    *,
+    max_starts: int | None,
+    interrupted: Collection[str],
+) -> Plan:
+    """Plan a non-terminal execution (see :func:`plan`), reading its steps through ``steps``."""
+    execution, frontier = steps.execution, steps.frontier
     restart = frozenset(
-        step_id
-        for step_id in interrupted
-        if step_id in state.steps and state.steps[step_id].status is StepStatus.RUNNING
+        step_id for step_id in interrupted if frontier.status.get(step_id) == _RUNNING
     )
-    in_flight = tuple(
-        step_id
-        for step_id, step in state.steps.items()
-        if step.status in _IN_FLIGHT and step_id not in restart
-    )
+    in_flight = tuple(frontier.in_order(frontier.in_flight - restart))
     if status is ExecutionStatus.ROLLING_BACK:
-        return Plan(in_flight=in_flight) if in_flight else _rollback(execution, state, definition)
-    if state.cancel_requested:
+        return Plan(in_flight=in_flight) if in_flight else _rollback(execution, steps, definition)
+    if execution.cancel_requested:
         ending = _cancel(execution)
     elif status is not ExecutionStatus.RUNNING:
         return Plan(in_flight=in_flight)  # PAUSED: nothing starts until it resumes
     else:
-        ending_or_plan = _failure(state, definition) or _schedule(
-            Scheduler(state, definition, now, restart, max_starts), in_flight
+        ending_or_plan = _failure(steps) or _schedule(
+            Scheduler(steps, definition, now, restart, max_starts), in_flight
         )
         if isinstance(ending_or_plan, Plan):
             return ending_or_plan
         ending = ending_or_plan
     if in_flight:
         return Plan(in_flight=in_flight)
-    return _wind_down(execution, state, definition, restart, ending)
+    return _wind_down(execution, steps, definition, restart, ending)
 
 
 @dataclass(frozen=True)
@@ -168,17 +191,12 @@ def _cancel(execution: Execution) -> _Ending:
     return _Ending(CANCELLED, execution.cancel_rolls_back, CANCELLED, CancelExecution())
 
 
-def _failure(state: ExecutionState, definition: WorkflowDefinition) -> _Ending | None:
+def _failure(steps: RecordedSteps) -> _Ending | None:
     """Return how the execution fails, or None when no step failed it."""
-    failed = [
-        step
-        for step_id, step in state.steps.items()
-        if step.status is StepStatus.FAILED
-        and step.not_before is None
-        and not definition.step(step_id).continue_on_error
-    ]
-    if not failed:
+    frontier = steps.frontier
+    if not frontier.failed:
         return None
+    failed = [steps.step(step_id) for step_id in frontier.in_order(frontier.failed)]
     # The first to fail is the cause; the others failed while in-flight steps finished.
     first = min(failed, key=_finished_at)
     error = _error_of(first)
@@ -190,13 +208,14 @@ def _schedule(scheduler: Scheduler, in_flight: tuple[str, ...]) -> Plan | _Endin
     """Run the scheduler's pass; a condition or reference that fails it ends the execution.
 
     The steps decided before the failure are recorded first (the branches that led to
-    it): the next plan meets the same failure with them applied.
+    it): the next plan, asked for by ``replan``, meets the same failure with them applied.
     """
     try:
         return scheduler.plan(in_flight)
     except (ConditionError, UnavailableOutputError) as error:
         if scheduler.decided:
-            return Plan(tuple(scheduler.decisions[: scheduler.decided]), None, in_flight)
+            decided = tuple(scheduler.decisions[: scheduler.decided])
+            return Plan(decided, None, in_flight, replan=True)
         target = error.step_id if isinstance(error, UnavailableOutputError) else error.target
         return _failure_at(str(target), error)
 
@@ -219,51 +238,52 @@ def _error_of(step: StepState) -> dict[str, Any]:
 
 def _wind_down(
     execution: Execution,
-    state: ExecutionState,
+    steps: RecordedSteps,
     definition: WorkflowDefinition,
     interrupted: frozenset[str],
     ending: _Ending,
 ) -> Plan:
     """Cancel the steps that never ran (nothing is in flight), then roll back or end."""
+    frontier = steps.frontier
     decisions: list[Decision] = [
         CancelStep(step_id, ending.step_reason)
-        for step_id, step in state.steps.items()
-        if step.status in _OPEN
-        or step_id in interrupted
-        or (step.status is StepStatus.FAILED and step.not_before is not None)
+        for step_id, status in frontier.status.items()
+        if status in _OPEN or step_id in interrupted or step_id in frontier.not_before
     ]
     to_compensate = execution.steps_to_compensate() if ending.rolls_back else []
     if to_compensate:
         last = ending.last
         cause = (last.step_id, last.error) if isinstance(last, FailExecution) else (None, None)
         decisions.append(StartRollback(ending.reason, *cause))
-        decisions.append(compensation_decision(to_compensate[0], state, definition))
+        decisions.append(compensation_decision(to_compensate[0], steps, definition))
     else:
         decisions.append(ending.last)
     return Plan(tuple(decisions))
 
 
-def _rollback(execution: Execution, state: ExecutionState, definition: WorkflowDefinition) -> Plan:
+def _rollback(execution: Execution, steps: RecordedSteps, definition: WorkflowDefinition) -> Plan:
     """Compensate the next step, or end the rollback (nothing is in flight)."""
-    for step_id, step in state.steps.items():
-        if step.status is StepStatus.COMPENSATION_FAILED:
-            return Plan((FailRollback(step_id, _error_of(step)),))
+    failed = steps.frontier.compensation_failed
+    if failed:
+        step_id = steps.frontier.in_order(failed)[0]
+        return Plan((FailRollback(step_id, _error_of(steps.step(step_id))),))
     to_compensate = execution.steps_to_compensate()
     if not to_compensate:
         return Plan((FinishRollback(),))
-    return Plan((compensation_decision(to_compensate[0], state, definition),))
+    return Plan((compensation_decision(to_compensate[0], steps, definition),))
 
 
 def compensation_decision(
-    step_id: str, state: ExecutionState, definition: WorkflowDefinition
+    step_id: str, steps: ExecutionState | StepSource, definition: WorkflowDefinition
 ) -> Decision:
     """Return the decision compensating ``step_id``: its action and resolved parameters.
 
-    A missing parameter value fails the rollback instead (a rollback cannot pause).
+    ``steps`` is the execution's state (or a source of its steps). A missing parameter
+    value fails the rollback instead (a rollback cannot pause).
     """
     compensate = definition.step(step_id).compensate
     assert compensate is not None  # only steps that declare one are compensated
-    context = ReferenceContext(state, StepResults(state))
+    context = ReferenceContext(steps, StepResults(steps))
     try:
         parameters = resolve_references(compensate.parameters, context)
     except MissingInputError as error:
@@ -298,12 +318,28 @@ class DefinitionCache:
         # Loaded outside the lock, so one slow load does not hold up every thread; two
         # threads may load the same definition, and they agree.
         definition = load_definition(execution.definition_dict())
+        self._keep(definition)
+        return definition
+
+    def add(self, definition: WorkflowDefinition) -> None:
+        """Cache a definition loaded elsewhere, such as the one an execution starts with.
+
+        The engine that loaded it to start an execution saves its runner a second load.
+
+        Raises:
+            ValueError: ``definition.hash`` is not the hash of its canonical form.
+        """
+        if sha256_hex(canonical_json(definition.to_dict())) != definition.hash:
+            msg = f"definition {definition.id!r} has a hash that is not of its canonical form"
+            raise ValueError(msg)
+        self._keep(definition)
+
+    def _keep(self, definition: WorkflowDefinition) -> None:
         with self._lock:
-            self._definitions[key] = definition
-            self._definitions.move_to_end(key)
+            self._definitions[definition.hash] = definition
+            self._definitions.move_to_end(definition.hash)
             while len(self._definitions) > self._size:
                 self._definitions.popitem(last=False)
-        return definition
 
     def __len__(self) -> int:
         """Return how many definitions are cached."""
@@ -320,3 +356,8 @@ _DEFINITIONS = DefinitionCache()
 def definition_of(execution: Execution) -> WorkflowDefinition:
     """Return the definition ``execution`` runs, from a process-wide cache by hash."""
     return _DEFINITIONS.definition_of(execution)
+
+
+def remember_definition(definition: WorkflowDefinition) -> None:
+    """Put a loaded definition in the cache :func:`definition_of` reads (see ``add``)."""
+    _DEFINITIONS.add(definition)

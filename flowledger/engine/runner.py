@@ -80,6 +80,7 @@ class ExecutionRunner:
         self._slot_waiter: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._interrupted: set[str] = set()
+        self._refused = False  # a start in the latest plan failed before its action ran
         self.closed = False
         """True once the runner has stopped taking commands."""
 
@@ -125,12 +126,13 @@ class ExecutionRunner:
     async def _advance(self) -> None:
         """Plan and apply until nothing more can be decided now; save once; launch.
 
-        A plan may start at most as many steps as this runner can take slots for now,
-        so a recorded start always runs at once. When a plan used every slot it was
-        given, more starts may be wanted: the runner then queues for a slot.
+        A plan starts at most as many steps as the runner can take slots for now (one
+        that used them all makes it queue for a slot), and decides all that is due unless
+        it says ``replan`` or a start was refused: then the runner plans again.
         """
         launches: list[Callable[[], None]] = []
         saturated = False
+        wake_at: datetime | None = None
         for _ in range(len(self._definition.steps) * 4 + 8):
             available = self._services.slots.free_now + (1 if self._slot_held else 0)
             decided = plan(
@@ -140,13 +142,17 @@ class ExecutionRunner:
                 max_starts=available,
                 interrupted=self._interrupted,
             )
-            self._schedule_wake(decided.wake_at)
+            wake_at = decided.wake_at
             if not decided.decisions:
                 break
-            starts = 0
-            for decision in decided.decisions:
-                starts += self._apply(decision, launches)
+            self._refused = False
+            starts = sum(self._apply(decision, launches) for decision in decided.decisions)
             saturated = starts == available
+            if not (decided.replan or self._refused):  # planning again would decide nothing
+                if self._execution.status is not ExecutionStatus.RUNNING:
+                    wake_at = None  # nor wait for a retry
+                break
+        self._schedule_wake(wake_at)
         if self._slot_held and not saturated:
             self._release_slot()  # taken for a start that was not wanted after all
             self._slot_held = False
@@ -238,6 +244,7 @@ class ExecutionRunner:
         if refusal is not None:
             execution.fail_step(step.id, refusal, False, 0.0, at)
             self._release_slot()
+            self._refused = True
             return
         action = step.action or ""
         launches.append(lambda: self._launch(step.id, action, parameters, step.timeout, False))

@@ -1,21 +1,22 @@
 """One planning pass over a RUNNING execution that is neither failing nor cancelled.
 
-:func:`flowledger.engine.planning.plan` hands this pass the execution's state when
-there is new work to decide: steps whose incoming edges are all resolved, steps to start
-again (PAUSED, retry due, interrupted), and completion. The rules are in the module
-docstring of :mod:`flowledger.engine.planning`.
+:func:`flowledger.engine.planning.plan` hands this pass the execution's steps, read
+through their :class:`~flowledger.engine.frontier.Frontier`, when there is new work to
+decide: steps whose incoming edges are all resolved, steps to start again (PAUSED, retry
+due, interrupted), and completion. The rules are in the module docstring of
+:mod:`flowledger.engine.planning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import heapq
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from flowledger.domain.conditions import compile_condition, evaluate_condition
 from flowledger.domain.definition import Dependency, StepDefinition, WorkflowDefinition
 from flowledger.domain.references import plain_copy, resolve_references
-from flowledger.domain.state import ExecutionState
 from flowledger.domain.status import StepStatus
 from flowledger.engine.decisions import (
     CompleteExecution,
@@ -28,12 +29,23 @@ from flowledger.engine.decisions import (
     SkipStep,
     StartStep,
 )
+from flowledger.engine.frontier import RecordedSteps
+from flowledger.engine.step_results import ReferenceContext, StepResults, StepSource
 from flowledger.errors import ConditionError, MissingInputError, UnavailableOutputError
 
 BRANCH_NOT_TAKEN = "branch_not_taken"
 """Why a step none of whose incoming edges is active is skipped."""
 CONDITION_FALSE = "condition_false"
 """Why a step whose own condition is false is skipped."""
+
+__all__ = [
+    "BRANCH_NOT_TAKEN",
+    "CONDITION_FALSE",
+    "ReferenceContext",
+    "Scheduler",
+    "StepResults",
+    "StepSource",
+]
 
 # Plain strings: step results hold them, and conditions compare them with literals.
 _PENDING = StepStatus.PENDING.value
@@ -44,74 +56,6 @@ _PAUSED = StepStatus.PAUSED.value
 _SKIPPED = StepStatus.SKIPPED.value
 _RESTING = frozenset({_COMPLETED, _SKIPPED, StepStatus.CANCELLED.value})
 _PAUSABLE = frozenset({_PENDING, _RUNNING})  # RUNNING: an interrupted step
-_VALUES = {status: status.value for status in StepStatus}
-
-
-class StepResults(Mapping[str, dict[str, Any]]):
-    """Step id to ``{"output", "status", "error"}``: what conditions call ``steps``.
-
-    Each entry is built when it is first read, so a plan over a long workflow pays
-    only for the steps its conditions and references read. Decisions made during a
-    pass update ``statuses`` (and ``outputs``) through :meth:`settle`.
-
-    Attributes:
-        statuses: Every step's status, as a plain string.
-        outputs: Outputs decided during the pass (a trigger's), by step id.
-    """
-
-    def __init__(self, state: ExecutionState) -> None:
-        """Read the results of ``state``'s steps."""
-        self._steps = state.steps
-        self.statuses = {step_id: _VALUES[step.status] for step_id, step in state.steps.items()}
-        self.outputs: dict[str, Any] = {}
-        self._built: dict[str, dict[str, Any]] = {}
-
-    def __getitem__(self, step_id: str) -> dict[str, Any]:
-        entry = self._built.get(step_id)
-        if entry is None:
-            step = self._steps[step_id]
-            output = self.outputs.get(step_id, step.output)
-            entry = {"output": output, "status": self.statuses[step_id], "error": step.error}
-            self._built[step_id] = entry
-        return entry
-
-    def __contains__(self, step_id: object) -> bool:
-        return step_id in self._steps
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._steps)
-
-    def __len__(self) -> int:
-        return len(self._steps)
-
-    def settle(self, step_id: str, status: str, *output: Any) -> None:
-        """Record a decision's effect on a step: its status, and its output if given."""
-        self.statuses[step_id] = status
-        if output:
-            self.outputs[step_id] = output[0]
-        self._built.pop(step_id, None)
-
-
-class ReferenceContext(Mapping[str, Any]):
-    """The roots ``${...}`` references resolve in: ``input``, and each step's result."""
-
-    def __init__(self, state: ExecutionState, results: StepResults) -> None:
-        """Resolve ``input`` in ``state`` and step ids in ``results``."""
-        self._input = state.input
-        self._results = results
-
-    def __getitem__(self, root: str) -> Any:
-        return self._input if root == "input" else self._results[root]
-
-    def __contains__(self, root: object) -> bool:
-        return root == "input" or root in self._results
-
-    def __iter__(self) -> Iterator[str]:
-        yield "input"
-        yield from self._results
-
-    def __len__(self) -> int:
-        return len(self._results) + 1
 
 
 class Scheduler:
@@ -120,25 +64,30 @@ class Scheduler:
     Decisions take effect as they are made, so later steps see earlier decisions of
     the same plan: a skipped step resolves its downstream edges, a trigger's output is
     there for the conditions after it.
+
+    Only the steps that may have something to decide are visited: those the frontier
+    names (PENDING with every incoming edge resolved, PAUSED, waiting for a retry),
+    the interrupted ones, and the steps downstream of a step this pass brings to rest.
+    Every other step would be passed over by the rules, so the decisions, and their
+    order, are those of a visit of every step.
     """
 
     def __init__(
         self,
-        state: ExecutionState,
+        steps: RecordedSteps,
         definition: WorkflowDefinition,
         now: datetime,
         interrupted: frozenset[str] = frozenset(),
         max_starts: int | None = None,
     ) -> None:
         """Prepare a pass; see :func:`flowledger.engine.planning.plan` for the arguments."""
-        self.state = state
+        self.steps = steps
         self.definition = definition
         self.now = now
         self.interrupted = interrupted
         self.starts_left = max_starts
-        self.results = StepResults(state)
-        self.statuses = self.results.statuses
-        self.context = ReferenceContext(state, self.results)
+        self.results = StepResults(steps)
+        self.context = ReferenceContext(steps, self.results)
         self.decisions: list[Decision] = []
         self.decided = 0
         """How many of ``decisions`` only record conditions and skips, from the first
@@ -146,48 +95,70 @@ class Scheduler:
         pass (the branches that led to the failure; nothing new starts)."""
         self.pause: PauseExecution | None = None
         self.wake_at: datetime | None = None
+        frontier = steps.frontier
+        self._order = frontier.order
+        self._restless = frontier.restless
+        self._queued = {
+            self._order[step_id]
+            for kind in (frontier.ready, frontier.paused, frontier.not_before, interrupted)
+            for step_id in kind
+        }
+        self._queue = list(self._queued)  # positions in topological order, as a heap
+        heapq.heapify(self._queue)
 
     def plan(self, in_flight: tuple[str, ...]) -> Plan:
-        """Visit every step; then pause or complete the execution if that is due.
+        """Visit the steps with something to decide; then pause or complete if due.
 
         Raises:
             ConditionError: A condition could not be evaluated.
             UnavailableOutputError: A step's parameters reference a result that does
                 not exist.
         """
-        statuses = self.statuses
-        unfinished = False
+        steps, queue, status_of = self.definition.steps, self._queue, self.results.status
         quiet = True
-        for step in self.definition.steps:
-            if quiet:
+        while queue:
+            step = steps[heapq.heappop(queue)]
+            if quiet and len(self.decisions) > self.decided:
                 made = self.decisions[self.decided :]
                 quiet = all(isinstance(d, RecordCondition | SkipStep) for d in made)
                 self.decided += len(made) if quiet else 0
-            status = statuses[step.id]
+            status = status_of(step.id)
             if status == _PENDING:
                 self.decide(step)
             elif status == _PAUSED or (status == _RUNNING and step.id in self.interrupted):
                 self.start(step)
             elif status == _FAILED:
                 self.retry(step)
-            unfinished = unfinished or not self.at_rest(step.id)
         if self.pause is not None:
             self.decisions.append(self.pause)
-        elif not unfinished:
+        elif not self._restless:
             outputs = {
                 step_id: self.results[step_id]["output"]
-                for step_id, status in statuses.items()
-                if status == _COMPLETED
+                for step_id in self.steps
+                if status_of(step_id) == _COMPLETED
             }
             self.decisions.append(CompleteExecution(outputs))
         return Plan(tuple(self.decisions), self.wake_at, in_flight)
 
     def at_rest(self, step_id: str) -> bool:
         """True when the step will not change any more (its outgoing edges are resolved)."""
-        status = self.statuses[step_id]
+        status = self.results.status(step_id)
         if status == _FAILED:
-            return self.state.steps[step_id].not_before is None
+            return self.steps.not_before(step_id) is None
         return status in _RESTING
+
+    def settle(self, step: StepDefinition, status: str, *output: Any) -> None:
+        """Record a decision's effect on ``step``; a step it brings to rest frees the next."""
+        rested = self.at_rest(step.id)
+        self.results.settle(step.id, status, *output)
+        if rested or not self.at_rest(step.id):
+            return
+        self._restless -= 1
+        for after in self.definition.downstream(step.id):
+            index = self._order[after.id]
+            if index not in self._queued:
+                self._queued.add(index)
+                heapq.heappush(self._queue, index)
 
     def decide(self, step: StepDefinition) -> None:
         """Skip or start a PENDING step, once its incoming edges are all resolved."""
@@ -209,7 +180,7 @@ class Scheduler:
 
     def edge_active(self, edge: Dependency, target: str) -> bool:
         """Evaluate (and record) the edge's condition when its source completed or failed."""
-        status = self.statuses[edge.source]
+        status = self.results.status(edge.source)
         finished = status == _COMPLETED or (
             status == _FAILED and self.definition.step(edge.source).continue_on_error
         )
@@ -224,12 +195,12 @@ class Scheduler:
         """Names for a step's own condition: with one dependency, that dependency's too."""
         if len(step.depends_on) == 1:
             return self.source_names(self.results[step.depends_on[0].source])
-        return {"input": self.state.input, "steps": self.results}
+        return {"input": self.steps.input, "steps": self.results}
 
     def source_names(self, source: dict[str, Any]) -> dict[str, Any]:
         """Names for a condition on an edge leaving the step whose result is ``source``."""
         return {
-            "input": self.state.input,
+            "input": self.steps.input,
             "steps": self.results,
             "output": source["output"],
             "status": source["status"],
@@ -256,14 +227,14 @@ class Scheduler:
     def skip(self, step: StepDefinition, reason: str) -> None:
         """Skip a PENDING step."""
         self.decisions.append(SkipStep(step.id, reason))
-        self.results.settle(step.id, _SKIPPED)
+        self.settle(step, _SKIPPED)
 
     def start(self, step: StepDefinition) -> bool:
         """Start a step, or pause it for input; False when no start is left in this plan."""
         if step.kind == "trigger":
-            output = plain_copy(self.state.input)
+            output = plain_copy(self.steps.input)
             self.decisions.append(CompleteTrigger(step.id, output))
-            self.results.settle(step.id, _COMPLETED, output)
+            self.settle(step, _COMPLETED, output)
             return True
         try:
             parameters = self.resolve(step.parameters)
@@ -277,7 +248,7 @@ class Scheduler:
                 return False
             self.starts_left -= 1
         self.decisions.append(StartStep(step.id, parameters))
-        self.results.settle(step.id, _RUNNING)
+        self.settle(step, _RUNNING)
         return True
 
     def resolve(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,15 +264,15 @@ class Scheduler:
         """Pause a PENDING step for ``missing_var``, and the execution after this plan."""
         # A PAUSED step already is, and a FAILED one waiting for its retry cannot be: it
         # stays FAILED and is retried after the resume.
-        if self.statuses[step.id] in _PAUSABLE:
+        if self.results.status(step.id) in _PAUSABLE:
             self.decisions.append(PauseStep(step.id, missing_var))
-            self.results.settle(step.id, _PAUSED)
+            self.settle(step, _PAUSED)
         if self.pause is None:
             self.pause = PauseExecution(step.id, missing_var)
 
     def retry(self, step: StepDefinition) -> None:
         """Start a FAILED step whose retry is due; note when the next retry is."""
-        not_before = self.state.steps[step.id].not_before
+        not_before = self.steps.not_before(step.id)
         if not_before is None:
             return
         if not_before <= self.now:

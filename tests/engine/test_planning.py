@@ -239,7 +239,7 @@ def test_an_interrupted_step_starts_again() -> None:
     assert driver.plan().idle
     planned = driver.advance(interrupted={"a", "b", "unknown"})
     assert planned.decisions == (StartStep("a", {"v": 1}),) and planned.in_flight == ()
-    assert driver.state().steps["a"].attempts == 2
+    assert driver.state().steps["a"].attempts == 1  # the interrupted attempt runs again
 
 
 def test_an_interrupted_step_whose_input_went_missing_pauses() -> None:

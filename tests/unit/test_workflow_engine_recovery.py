@@ -62,12 +62,16 @@ class TestRecovery:
 
         assert state.status is ExecutionStatus.COMPLETED
         assert state.outputs["last"] == {"got": 1}
-        assert state.steps["held"].attempts == 2
+        assert state.steps["held"].attempts == 1  # the interrupted attempt ran again
         assert rerun.calls == [{"n": 1}]
         assert len(first.calls) == 1  # a recorded completion is never repeated
         history = engine.ledger.history(execution_id)
         interrupted = entries(history, "StepInterrupted")
         assert [(e.step_id, e.data["attempt"]) for e in interrupted] == [("held", 1)]
+        restarted = [
+            e.data["attempt"] for e in entries(history, "StepStarted") if e.step_id == "held"
+        ]
+        assert restarted == [1, 1]
         assert engine.ledger.verify(execution_id).ok
 
     async def test_a_wait_pending_when_the_engine_stops_ends_instead_of_hanging(
