@@ -266,12 +266,15 @@ class Plan:
             more (the plan holds only the first part of what is due). When False,
             planning again at the same time, with the starts left and the interrupted
             steps not started, decides nothing.
+        withheld: True when a step or compensation was due to start but ``max_starts``
+            left it undecided: the engine waits for a slot, then plans again.
     """
 
     decisions: tuple[Decision, ...] = ()
     wake_at: datetime | None = None
     in_flight: tuple[str, ...] = ()
     replan: bool = False
+    withheld: bool = False
 
     @property
     def idle(self) -> bool:

@@ -153,7 +153,9 @@ def _plan(
     )
     in_flight = tuple(frontier.in_order(frontier.in_flight - restart))
     if status is ExecutionStatus.ROLLING_BACK:
-        return Plan(in_flight=in_flight) if in_flight else _rollback(execution, steps, definition)
+        if in_flight:
+            return Plan(in_flight=in_flight)
+        return _rollback(execution, steps, definition, max_starts)
     if execution.cancel_requested:
         ending = _cancel(execution)
     elif status is not ExecutionStatus.RUNNING:
@@ -167,7 +169,7 @@ def _plan(
         ending = ending_or_plan
     if in_flight:
         return Plan(in_flight=in_flight)
-    return _wind_down(execution, steps, definition, restart, ending)
+    return _wind_down(execution, steps, definition, restart, ending, max_starts=max_starts)
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,14 @@ def _wind_down(
     definition: WorkflowDefinition,
     interrupted: frozenset[str],
     ending: _Ending,
+    *,
+    max_starts: int | None,
 ) -> Plan:
-    """Cancel the steps that never ran (nothing is in flight), then roll back or end."""
+    """Cancel the steps that never ran (nothing is in flight), then roll back or end.
+
+    The first compensation needs a slot: without one, the rollback starts and the
+    compensation is withheld for the next plan.
+    """
     frontier = steps.frontier
     decisions: list[Decision] = [
         CancelStep(step_id, ending.step_reason)
@@ -255,14 +263,21 @@ def _wind_down(
         last = ending.last
         cause = (last.step_id, last.error) if isinstance(last, FailExecution) else (None, None)
         decisions.append(StartRollback(ending.reason, *cause))
+        if max_starts is not None and max_starts <= 0:
+            return Plan(tuple(decisions), withheld=True)
         decisions.append(compensation_decision(to_compensate[0], steps, definition))
     else:
         decisions.append(ending.last)
     return Plan(tuple(decisions))
 
 
-def _rollback(execution: Execution, steps: RecordedSteps, definition: WorkflowDefinition) -> Plan:
-    """Compensate the next step, or end the rollback (nothing is in flight)."""
+def _rollback(
+    execution: Execution,
+    steps: RecordedSteps,
+    definition: WorkflowDefinition,
+    max_starts: int | None,
+) -> Plan:
+    """Compensate the next step (given a slot), or end the rollback (nothing in flight)."""
     failed = steps.frontier.compensation_failed
     if failed:
         step_id = steps.frontier.in_order(failed)[0]
@@ -270,7 +285,10 @@ def _rollback(execution: Execution, steps: RecordedSteps, definition: WorkflowDe
     to_compensate = execution.steps_to_compensate()
     if not to_compensate:
         return Plan((FinishRollback(),))
-    return Plan((compensation_decision(to_compensate[0], steps, definition),))
+    decision = compensation_decision(to_compensate[0], steps, definition)
+    if isinstance(decision, CompensateStep) and max_starts is not None and max_starts <= 0:
+        return Plan(withheld=True)
+    return Plan((decision,))
 
 
 def compensation_decision(

@@ -132,6 +132,7 @@ class ExecutionRunner:
         """
         launches: list[Callable[[], None]] = []
         saturated = False
+        withheld = False
         wake_at: datetime | None = None
         for _ in range(len(self._definition.steps) * 4 + 8):
             available = self._services.slots.free_now + (1 if self._slot_held else 0)
@@ -143,6 +144,7 @@ class ExecutionRunner:
                 interrupted=self._interrupted,
             )
             wake_at = decided.wake_at
+            withheld = decided.withheld
             if not decided.decisions:
                 break
             self._refused = False
@@ -156,7 +158,8 @@ class ExecutionRunner:
         if self._slot_held and not saturated:
             self._release_slot()  # taken for a start that was not wanted after all
             self._slot_held = False
-        if saturated and self._slot_waiter is None:
+        if withheld and self._slot_waiter is None:
+            # A start was due but every slot is taken: queue for one, then plan again.
             self._slot_waiter = asyncio.create_task(self._wait_for_slot())
         await self._save()
         for launch in launches:

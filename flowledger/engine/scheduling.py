@@ -95,6 +95,8 @@ class Scheduler:
         pass (the branches that led to the failure; nothing new starts)."""
         self.pause: PauseExecution | None = None
         self.wake_at: datetime | None = None
+        self.withheld = False
+        """True once a start was due but no start was left in this plan."""
         frontier = steps.frontier
         self._order = frontier.order
         self._restless = frontier.restless
@@ -138,7 +140,7 @@ class Scheduler:
                 if status_of(step_id) == _COMPLETED
             }
             self.decisions.append(CompleteExecution(outputs))
-        return Plan(tuple(self.decisions), self.wake_at, in_flight)
+        return Plan(tuple(self.decisions), self.wake_at, in_flight, withheld=self.withheld)
 
     def at_rest(self, step_id: str) -> bool:
         """True when the step will not change any more (its outgoing edges are resolved)."""
@@ -245,6 +247,7 @@ class Scheduler:
             return True
         if self.starts_left is not None:
             if self.starts_left <= 0:
+                self.withheld = True
                 return False
             self.starts_left -= 1
         self.decisions.append(StartStep(step.id, parameters))

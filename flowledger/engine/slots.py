@@ -49,7 +49,7 @@ class SlotPool:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed over just as the waiter was cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # release() drops cancelled waiters itself
                 self._waiters.remove(waiter)
             raise
 

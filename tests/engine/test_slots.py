@@ -74,3 +74,15 @@ async def test_take_is_immediate_when_a_slot_is_free() -> None:
     pool = SlotPool(1)
     await pool.take()
     assert pool.in_use == 1
+
+
+async def test_a_waiter_cancelled_after_release_skipped_it_leaves_quietly() -> None:
+    pool = SlotPool(1)
+    assert pool.try_take()
+    waiting = asyncio.ensure_future(pool.take())
+    await asyncio.sleep(0)
+    waiting.cancel()  # its future is cancelled at once; the task has not run yet
+    pool.release()  # drops the cancelled waiter and frees the slot
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert pool.in_use == 0

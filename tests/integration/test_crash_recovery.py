@@ -481,14 +481,6 @@ def test_a_crash_before_an_action_ran_does_not_use_up_its_retries(tmp_path: Path
     assert outcomes(run.store) == reference.outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine: a runner that plans while every slot is taken by other executions "
-        "starts nothing, does not queue for a slot, and stops ('RUNNING with nothing "
-        "to do'): its execution stays RUNNING with PENDING steps until a restart"
-    ),
-)
 def test_executions_that_outnumber_the_slots_all_finish(tmp_path: Path) -> None:
     # Three copies of six parallel branches on four slots, no crash at all.
     run = Run(tmp_path, "parallel", point="--start 3")

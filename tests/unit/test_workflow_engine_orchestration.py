@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from flowledger import (
     ExecutionStatus,
     NonRetryableError,
@@ -153,11 +151,6 @@ class TestStepOrchestration:
         assert probe.calls == 5
         assert state.status is ExecutionStatus.COMPLETED
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a runner whose first plan finds no free slot (all held by another "
-        "execution) stops with its execution RUNNING and never starts it",
-    )
     async def test_max_concurrent_steps_bounds_running_steps_across_executions(
         self, make_engine: Callable[..., WorkflowEngine]
     ) -> None:
@@ -177,11 +170,6 @@ class TestStepOrchestration:
         assert probe.calls == 6
         assert [state.status for state in done] == [ExecutionStatus.COMPLETED] * 2
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a runner whose first plan finds no free slot (all held by another "
-        "execution) stops with its execution RUNNING and never starts it",
-    )
     async def test_an_execution_waiting_for_a_slot_runs_once_another_frees_it(
         self, make_engine: Callable[..., WorkflowEngine]
     ) -> None:
@@ -197,12 +185,6 @@ class TestStepOrchestration:
 
         assert state.status is ExecutionStatus.COMPLETED
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a rollback's compensation is applied without a free slot when another "
-        "execution holds them all: _take_slot raises RuntimeError, the runner dies and "
-        "the execution stays RUNNING uncompensated",
-    )
     async def test_a_rollback_waits_for_a_slot_held_by_another_execution(
         self, make_engine: Callable[..., WorkflowEngine]
     ) -> None:
@@ -227,9 +209,17 @@ class TestStepOrchestration:
                 workflow(*(step(f"b{i}", "busy", depends_on=[]) for i in range(3)))
             )
             await busy.reached()  # it holds the other slot, and waits for more
-            failing.open()  # the freed slot goes to the waiting execution
-            rolled_back = await engine.wait_for(doomed, timeout=WAIT)
+            rollback = EventWatcher("RollbackStarted")
+            engine.add_listener(rollback)
+            failing.open()  # the freed slot goes to the execution that queued first
+            await rollback.saved()
+            # Both slots are busy: the rollback has started and waits for one.
+            waiting = await engine.get_workflow_status(doomed)
+            assert waiting.status is ExecutionStatus.ROLLING_BACK
+            assert waiting.steps["reserve"].status is StepStatus.COMPLETED
+            assert undone.calls == []
             busy.open()
+            rolled_back = await engine.wait_for(doomed, timeout=WAIT)
             completed = await engine.wait_for(other, timeout=WAIT)
 
         assert rolled_back.status is ExecutionStatus.ROLLED_BACK
