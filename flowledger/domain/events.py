@@ -18,13 +18,17 @@ from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
+from flowledger.domain.canonical import encode_payload
 from flowledger.domain.execution_state import (
     ExecutionRecord,
     StepRecord,
+    step_key,
     step_records_of,
     timeout_error,
+    trigger_ids,
 )
 from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.domain.step_changes import note_step_change
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,19 @@ class InputProvided(ExecutionEvent):
 
     def _evolve(self, aggregate: ExecutionRecord) -> None:
         aggregate._inputs.append(self.inputs)
+        # A trigger's output is the execution input: completed triggers show the input
+        # as provided so far, so a resumed run ends with the outputs of one that had
+        # every input from the start (their StepCompleted events keep what they saw).
+        triggers = trigger_ids(aggregate._definition)
+        if not triggers:
+            return
+        merged = encode_payload(aggregate.execution_input())
+        for step_id in triggers:
+            record = aggregate._steps[step_key(step_id)]
+            if record["status"] == StepStatus.COMPLETED.value:
+                record["output"] = merged
+                record["version"] = self.originator_version
+                note_step_change(aggregate, step_id, self.originator_version)
 
 
 @dataclass(frozen=True)

@@ -387,3 +387,10 @@ def _step_states_of(record: ExecutionRecord) -> dict[str, tuple[int, StepState]]
 def _compensable_ids(definition_json: str) -> frozenset[str]:
     steps = json.loads(definition_json)["steps"]
     return frozenset(step["id"] for step in steps if step["compensate"])
+
+
+@lru_cache(maxsize=256)
+def trigger_ids(definition_json: str) -> frozenset[str]:
+    """Ids of the trigger steps of a canonical definition (their output is the input)."""
+    steps = json.loads(definition_json)["steps"]
+    return frozenset(step["id"] for step in steps if step["type"] == "trigger")

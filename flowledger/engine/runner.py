@@ -29,7 +29,7 @@ from flowledger.engine.planning import compensation_decision, definition_of, pla
 from flowledger.engine.retries import effective_policy, next_retry_time, should_retry
 from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
-from flowledger.errors import FlowledgerError, SchemaValidationError
+from flowledger.errors import FlowledgerError, SchemaValidationError, UnknownActionError
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +229,15 @@ class ExecutionRunner:
             case d.CompensateStep(step_id=step_id, action=action, parameters=parameters):
                 self._take_slot()
                 decision.apply(execution, at)
+                try:
+                    self._services.actions.get(action)
+                except UnknownActionError as error:
+                    # Recorded as the compensation's failure: the rollback ends
+                    # ROLLBACK_FAILED, naming the action, instead of stopping the runner.
+                    execution.fail_compensation(step_id, error_data(error), at)
+                    self._release_slot()
+                    self._refused = True
+                    return 1
                 launches.append(lambda: self._launch(step_id, action, parameters, None, True))
                 return 1
             case _:

@@ -33,6 +33,9 @@ from flowledger.engine.frontier import RecordedSteps
 from flowledger.engine.step_results import ReferenceContext, StepResults, StepSource
 from flowledger.errors import ConditionError, MissingInputError, UnavailableOutputError
 
+_QUIET = (RecordCondition, SkipStep, CompleteTrigger)
+"""Decisions with no side effect: kept when a later step fails the pass."""
+
 BRANCH_NOT_TAKEN = "branch_not_taken"
 """Why a step none of whose incoming edges is active is skipped."""
 CONDITION_FALSE = "condition_false"
@@ -122,7 +125,8 @@ class Scheduler:
             step = steps[heapq.heappop(queue)]
             if quiet and len(self.decisions) > self.decided:
                 made = self.decisions[self.decided :]
-                quiet = all(isinstance(d, RecordCondition | SkipStep) for d in made)
+                # A trigger runs no action: completing it is as safe to keep as a skip.
+                quiet = all(isinstance(d, _QUIET) for d in made)
                 self.decided += len(made) if quiet else 0
             status = status_of(step.id)
             if status == _PENDING:
@@ -241,7 +245,7 @@ class Scheduler:
         try:
             parameters = self.resolve(step.parameters)
         except MissingInputError as error:
-            if not _is_input(error.missing_var):
+            if not self.is_input(error.missing_var):
                 raise UnavailableOutputError(step.id, error.missing_var) from error
             self.wait_for_input(step, error.missing_var)
             return True
@@ -253,6 +257,20 @@ class Scheduler:
         self.decisions.append(StartStep(step.id, parameters))
         self.settle(step, _RUNNING)
         return True
+
+    def is_input(self, reference: str) -> bool:
+        """True when a reference reads the execution input, which a resume can provide.
+
+        That is ``input`` itself, or a trigger's output (a trigger's output is the
+        input); any other step's result cannot be provided later.
+        """
+        root = reference.split(".", 1)[0].split("[", 1)[0]
+        if root == "input":
+            return True
+        try:
+            return self.definition.step(root).kind == "trigger"
+        except KeyError:  # pragma: no cover - references are checked at load time
+            return False
 
     def resolve(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """Resolve a step's parameters.
@@ -282,8 +300,3 @@ class Scheduler:
             self.start(step)
         elif self.wake_at is None or not_before < self.wake_at:
             self.wake_at = not_before
-
-
-def _is_input(reference: str) -> bool:
-    """True when a reference reads the execution input (which a resume can provide)."""
-    return reference == "input" or reference.startswith(("input.", "input["))

@@ -68,3 +68,30 @@ def test_a_failure_that_rolls_back_records_its_cause_on_the_execution() -> None:
     state = driver.run({"ship": Fail(message="no courier")})
     assert state.status is ExecutionStatus.ROLLED_BACK
     assert state.error == {"type": "ValueError", "message": "no courier", "retryable": False}
+
+
+def test_a_missing_key_of_a_triggers_output_pauses_like_a_missing_input() -> None:
+    driver = Driver(
+        {
+            "id": "g",
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "m",
+                    "config": {"action": "noop", "parameters": {"b": "${start.output.boss}"}},
+                },
+            ],
+            "connections": [{"source": "start", "target": "m"}],
+        },
+        {"amount": 1},
+    )
+    state = driver.run()
+    assert state.status is ExecutionStatus.PAUSED
+    assert state.steps["start"].status is StepStatus.COMPLETED
+    assert state.paused_on == "start.output.boss"
+    driver.execution.provide_input({"boss": "bo"}, None, driver.now)
+    driver.execution.resume(None, driver.now)
+    done = driver.run()
+    assert done.status is ExecutionStatus.COMPLETED
+    # The trigger's output is the input as provided so far.
+    assert done.steps["start"].output == {"amount": 1, "boss": "bo"}

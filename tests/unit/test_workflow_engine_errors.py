@@ -7,8 +7,6 @@ import threading
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from flowledger import ExecutionStatus, NonRetryableError, StepStatus, WorkflowEngine
 from tests.unit.conftest import (
     FAST_RETRY,
@@ -357,11 +355,6 @@ class TestErrorHandling:
         assert "cannot undo b" in state.error["message"]
         assert types_of(engine.ledger.history(state.execution_id))[-1] == "RollbackFailed"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="an unknown compensation action raises UnknownActionError out of the "
-        "runner's launch: the runner dies and the execution stays ROLLING_BACK",
-    )
     async def test_an_unknown_compensation_action_ends_the_execution_rollback_failed(
         self, engine: WorkflowEngine
     ) -> None:

@@ -176,11 +176,6 @@ class TestGraphConversion:
         provided = [e for e in history if e.type == "InputProvided"]
         assert [(e.data["inputs"], e.data["actor"]) for e in provided] == [({"boss": "bo"}, "ops")]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a trigger's output is the input as it was at the start: after a resume "
-        "with the missing input, outputs differ from a run that had it from the start",
-    )
     async def test_a_resumed_graph_ends_with_the_outputs_of_a_run_given_everything(
         self, engine: WorkflowEngine
     ) -> None:
@@ -194,11 +189,6 @@ class TestGraphConversion:
         assert resumed.status is direct.status is ExecutionStatus.COMPLETED
         assert resumed.outputs == direct.outputs
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="when the node after a trigger references a key missing from the trigger's "
-        "output, the trigger's completion is dropped: it ends CANCELLED with 0 attempts",
-    )
     async def test_a_trigger_is_recorded_completed_even_when_the_next_node_cannot_start(
         self, engine: WorkflowEngine
     ) -> None:
