@@ -28,6 +28,7 @@ from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
 from flowledger.engine.notifications import Notification, NotificationHub, notifications_of
+from flowledger.engine.planning import remember_definition
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
 from flowledger.engine.schemas import check
@@ -197,6 +198,7 @@ class WorkflowEngine:
         key = execution_id or str(uuid4())
         if execution_id is not None and await self._exists(key):
             return key
+        remember_definition(workflow)  # its runner finds it loaded, not loaded again
         execution = Execution.start(key, workflow, data, self._now())
         try:
             await self._save(execution)

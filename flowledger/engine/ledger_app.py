@@ -26,6 +26,7 @@ from eventsourcing.domain import (
     EventSourcingError,
     OriginatorIDError,
     OriginatorVersionError,
+    Snapshot,
 )
 from eventsourcing.persistence import (
     IntegrityError,
@@ -176,6 +177,26 @@ class LedgerApplication(Application[UUID]):
             self.events.put(list(events))
         except IntegrityError as error:
             raise ConcurrencyConflictError(_ids_of(events)) from error
+
+    def snapshot_of(self, execution: Execution) -> Snapshot:
+        """Take a snapshot of ``execution`` now, to record later with :meth:`record_snapshot`.
+
+        The snapshot's state is copied (step records one level deep, lists), so the
+        execution may move on while the snapshot is encoded and stored.
+        """
+        snapshot = Execution.Snapshot.take(execution)
+        state = snapshot.state
+        for name, value in state.items():
+            if isinstance(value, list):
+                state[name] = list(value)
+            elif isinstance(value, dict):
+                state[name] = {key: _copy(item) for key, item in value.items()}
+        return snapshot
+
+    def record_snapshot(self, snapshot: Snapshot) -> None:
+        """Record a snapshot taken with :meth:`snapshot_of` (nothing without snapshots)."""
+        if self.snapshots is not None:
+            self.snapshots.put([snapshot])
 
     def put_snapshot(self, execution: Execution) -> None:
         """Record a snapshot of a saved execution at its current version.
@@ -354,3 +375,7 @@ def _malformation(event: ExecutionEvent) -> str | None:
         if not isinstance(recorded[name], kind):
             return f"{name} of {type(event).__name__} is not a {kind.__name__}"
     return None
+
+
+def _copy(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value

@@ -331,7 +331,7 @@ class ExecutionRunner:
         if execution.status is not ExecutionStatus.RUNNING or execution.cancel_requested:
             return
         policy = effective_policy(step, self._services.retry_policy)
-        attempt = execution.state().steps[step.id].attempts
+        attempt = execution.step_state(step.id).attempts
         if should_retry(policy, attempt, error):
             not_before = next_retry_time(policy, attempt + 1, at, self._services.random)
             execution.schedule_retry(step.id, not_before, at)

@@ -17,9 +17,10 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from functools import partial
+from typing import Any, Protocol, cast
 
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
@@ -36,8 +37,11 @@ class EventStore(Protocol):
     def save_events(self, events: Sequence[ExecutionEvent]) -> None:
         """Record collected events in one transaction."""
 
-    def put_snapshot(self, execution: Execution) -> None:
-        """Record a snapshot of ``execution`` at its current version."""
+    def snapshot_of(self, execution: Execution) -> Any:
+        """Take a snapshot of ``execution`` now, safe to record after it moves on."""
+
+    def record_snapshot(self, snapshot: Any) -> None:
+        """Record a snapshot taken with :meth:`snapshot_of`."""
 
 
 @dataclass
@@ -135,25 +139,35 @@ class LedgerWriter:
                 self._write([request])
             return
         self.batches += 1
+        # Snapshots are taken (copied) before the callers move on, and encoded and
+        # stored after they were released: a snapshot stays off the critical path.
+        snapshots = [(request, self._take_snapshot_if_due(request)) for request in batch]
         for request in batch:
-            self._snapshot_if_due(request)
             _settle(request, events=request.events)
+        for request, snapshot in snapshots:
+            if snapshot is not None:
+                self._guarded(request, partial(self._store.record_snapshot, snapshot))
 
-    def _snapshot_if_due(self, request: _Request) -> None:
+    def _take_snapshot_if_due(self, request: _Request) -> Any:
         if not self._interval:
-            return
+            return None
         first, last = request.events[0].originator_version, request.events[-1].originator_version
         if last // self._interval == (first - 1) // self._interval:
-            return
+            return None
+        return self._guarded(request, lambda: self._store.snapshot_of(request.execution))
+
+    @staticmethod
+    def _guarded(request: _Request, snapshot_work: Callable[[], Any]) -> Any:
         try:
-            self._store.put_snapshot(request.execution)
+            return snapshot_work()
         except Exception as error:  # the events are committed; a snapshot is an optimisation
             logger.warning(
                 "snapshot of execution %s at version %s failed: %s",
                 request.execution.execution_id,
-                last,
+                request.events[-1].originator_version,
                 type(error).__name__,
             )
+            return None
 
 
 def _settle(

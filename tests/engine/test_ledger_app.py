@@ -259,3 +259,22 @@ def test_collected_events_save_in_one_transaction_or_not_at_all(url: str) -> Non
     assert app.load("one").version == first.version
     with pytest.raises(ExecutionNotFoundError):
         app.load("three")
+
+
+def test_a_snapshot_taken_now_records_that_moment_after_the_execution_moved_on(
+    tmp_path: Path,
+) -> None:
+    app = LedgerApplication(f"sqlite:///{tmp_path}/s.db", snapshot_interval=100)
+    execution = Execution.start("ex-1", chain_definition("a", "b"), {}, at(0))
+    execution.start_step("a", {"n": 1}, at(1))
+    app.save(execution)
+    then = execution.state()
+    snapshot = app.snapshot_of(execution)
+    # The execution moves on (a's record changes in place) before the snapshot is stored.
+    execution.complete_step("a", {"late": True}, 1, at(2))
+    execution.start_step("b", {}, at(3))
+    app.record_snapshot(snapshot)
+    assert app.snapshots is not None
+    stored = list(app.snapshots.get(execution.id))
+    assert [s.originator_version for s in stored] == [then.version]
+    assert stored[0].mutate(None).state() == then
