@@ -112,12 +112,16 @@ async def test_snapshots_are_taken_when_a_save_crosses_the_interval(
     execution = new_execution("snap")
     execution.start_step("a", {}, at(1))
     await writer.save(execution)  # versions 1-2: no snapshot yet
+    await writer.save(new_execution("barrier-1"))  # the writer finished the previous batch
     assert store.app.snapshots is not None
     assert list(store.app.snapshots.get(execution.id)) == []
     execution.complete_step("a", {"ok": True}, 5.0, at(2))
     execution.start_step("b", {}, at(3))
     execution.complete_step("b", [1, 2], 5.0, at(4))
     await writer.save(execution)  # versions 3-5: crosses 5
+    # The snapshot is stored just after the save is released; one more save through the
+    # writer's single thread is done only once it is.
+    await writer.save(new_execution("barrier-2"))
     snapshots = list(store.app.snapshots.get(execution.id))
     assert [snapshot.originator_version for snapshot in snapshots] == [5]
     assert store.app.repository.get(execution.id) == execution
