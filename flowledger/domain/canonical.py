@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -74,3 +75,18 @@ def thaw(value: Any) -> Any:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_ready(value: Any) -> Any:
+    """Return ``value`` with datetimes as ISO 8601 text and containers as dicts and lists.
+
+    These are the text forms the event store's transcoder uses, so a value read back
+    from the store hashes and exports as it did when it was written.
+    """
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value

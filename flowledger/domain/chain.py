@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from flowledger.domain.canonical import canonical_json, sha256_hex
+from flowledger.domain.canonical import canonical_json, json_ready, sha256_hex
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of an execution's first event."""
@@ -50,7 +50,7 @@ def event_hash(  # noqa: PLR0917 - each argument is one hashed part of the event
         "originator_id": originator_id,
         "version": version,
         "timestamp": timestamp.isoformat(),
-        "data": _hashable(data),
+        "data": json_ready(data),
     }
     return sha256_hex(prev_hash + canonical_json(document))
 
@@ -77,18 +77,6 @@ def chained(
     data = {"prev_hash": prev_hash, **fields}
     digest = event_hash(prev_hash, type_name, originator_id, version, timestamp, data)
     return {**data, "hash": digest}
-
-
-def _hashable(value: Any) -> Any:
-    # The same text forms the event store's transcoder uses, so that an event read
-    # back from the store hashes as it did when it was written.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {key: _hashable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_hashable(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ of each execution's chain is reported: every later link depends on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from flowledger.domain.canonical import json_ready
 from flowledger.domain.chain import ChainLink, link_of, verify_chain
 from flowledger.domain.events import ExecutionStarted
 from flowledger.domain.execution import execution_uuid
@@ -189,17 +189,7 @@ def entry_json(entry: HistoryEntry) -> dict[str, Any]:
         "type": entry.type,
         "timestamp": entry.timestamp.isoformat(),
         "step_id": entry.step_id,
-        "data": _jsonable(entry.data),
+        "data": json_ready(entry.data),
         "hash": entry.hash,
         "prev_hash": entry.prev_hash,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value
