@@ -115,7 +115,7 @@ class EngineRun:
     seconds: float = 0.0
     batches: int = 0  # transactions the writer committed
     events: int = 0
-    save_seconds: float = 0.0  # writer thread's time inside LedgerApplication.save
+    save_seconds: float = 0.0  # writer thread's time inside LedgerApplication.save_events
 
 
 async def engine_run(path: Path, steps: int, executions: int, slots: int) -> EngineRun:
@@ -123,16 +123,16 @@ async def engine_run(path: Path, steps: int, executions: int, slots: int) -> Eng
     definition, run = steps_definition("bench", steps), EngineRun()
     async with WorkflowEngine(store=f"sqlite:///{path}", max_concurrent_steps=slots) as engine:
         await engine.run_workflow(steps_definition("warm-up", 10))
-        app, writer, save = engine._app, engine._writer, engine._app.save
+        app, writer, save = engine._app, engine._writer, engine._app.save_events
 
-        def timed_save(*objs: Any) -> Any:
+        def timed_save(events: Any) -> None:
             start = time.perf_counter()
             try:
-                return save(*objs)
+                save(events)
             finally:
                 run.save_seconds += time.perf_counter() - start
 
-        app.save = timed_save  # type: ignore[method-assign]
+        app.save_events = timed_save  # type: ignore[method-assign]
         ids: list[str] = []
 
         async def run_all() -> list[ExecutionState]:
