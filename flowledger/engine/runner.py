@@ -63,6 +63,7 @@ class _Submitted:
     done: asyncio.Future[None]
 
 
+_RETRYING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PAUSED})
 _SLOT = "slot"
 _TICK = "tick"
 
@@ -328,7 +329,9 @@ class ExecutionRunner:
 
     def _maybe_retry(self, step: StepDefinition, error: dict[str, Any], at: datetime) -> None:
         execution = self._execution
-        if execution.status is not ExecutionStatus.RUNNING or execution.cancel_requested:
+        # A step that fails while the execution is paused keeps its retries: the retry
+        # is scheduled now and runs after the resume.
+        if execution.status not in _RETRYING or execution.cancel_requested:
             return
         policy = effective_policy(step, self._services.retry_policy)
         attempt = execution.step_state(step.id).attempts

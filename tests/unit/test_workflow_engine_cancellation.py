@@ -391,3 +391,32 @@ class TestCancellationAndPause:
         assert undone == [2, 1]
         state = await engine.get_workflow_status(paused.execution_id)
         assert statuses(state) == {"a": "ROLLED_BACK", "b": "ROLLED_BACK", "needs": "CANCELLED"}
+
+
+class TestRetriesAcrossAPause:
+    async def test_a_step_failing_while_paused_keeps_its_retries(
+        self, engine: WorkflowEngine
+    ) -> None:
+        gate, tries = Gate(), []
+
+        async def flaky(**_: Any) -> dict[str, Any]:
+            tries.append(1)
+            if len(tries) == 1:
+                await gate()
+                raise ConnectionError("network down")
+            return {"ok": True}
+
+        engine.action("flaky")(flaky)
+        retry = {"max_attempts": 3, "initial_interval": 0.01}
+        execution_id = await engine.start_workflow(workflow(step("a", "flaky", retry=retry)))
+        await gate.reached()
+        paused = await engine.pause_workflow(execution_id)
+        assert paused.status is ExecutionStatus.PAUSED
+        scheduled = EventWatcher("StepRetryScheduled", "a")
+        engine.add_listener(scheduled)
+        gate.open()  # the attempt fails while the execution is paused
+        await scheduled.saved()
+        await engine.resume_workflow(execution_id)
+        state = await engine.wait_for(execution_id, timeout=WAIT)
+        assert state.status is ExecutionStatus.COMPLETED
+        assert state.steps["a"].attempts == 2
