@@ -38,9 +38,8 @@ The rules (DESIGN.md, "Semantics decided"):
   (``cancelled``) and the execution ends CANCELLED, or rolls back if that was asked.
 - **Pause.** While PAUSED nothing is decided (steps in flight finish and are recorded
   meanwhile) unless a cancel was requested; a failure is handled after the resume.
-- A FAILED step waiting for its retry cannot be cancelled (the step lifecycle has no
-  such transition): when the execution fails or is cancelled it stays FAILED, and its
-  retry never starts.
+- A FAILED step waiting for its retry is cancelled (``FAILED -> CANCELLED``) when the
+  execution fails or is cancelled; its retry never starts.
 """
 
 from __future__ import annotations
