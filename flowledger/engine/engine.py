@@ -9,7 +9,6 @@ a load-command-save under a per-execution lock), so the store is always the trut
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,14 +20,14 @@ from uuid import uuid4
 from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_definition
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
-from flowledger.domain.history import history_entry
-from flowledger.domain.state import ExecutionState, HistoryEntry
+from flowledger.domain.state import ExecutionState
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
-from flowledger.engine.notifications import Notification, NotificationHub, notifications_of
+from flowledger.engine.notifications import Notification, notifications_of
 from flowledger.engine.planning import remember_definition
+from flowledger.engine.publishing import Listener, Publisher
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
 from flowledger.engine.schemas import check
@@ -44,10 +43,6 @@ from flowledger.errors import (
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-Listener = Callable[[HistoryEntry], Any]
-"""A listener: called with every history entry once it is durably saved (sync or async)."""
-
-_SETTLED = frozenset({ExecutionStatus.PAUSED})
 
 
 class WorkflowEngine:
@@ -81,12 +76,10 @@ class WorkflowEngine:
         self.ledger = Ledger(application=self._app)
         """The engine's ledger (read side and audit)."""
         self._writer = LedgerWriter(self._app, snapshot_interval)
-        self._hub = NotificationHub()
-        self._listeners: list[Listener] = []
+        self._publisher = Publisher()
         self._runners: dict[str, ExecutionRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._waiters: dict[str, list[asyncio.Future[ExecutionState]]] = {}
         self._started = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -108,8 +101,7 @@ class WorkflowEngine:
         if self._started:
             return
         self._started = True
-        if self._hub.closed:  # an engine started again after stop() serves live subscriptions
-            self._hub = NotificationHub()
+        self._publisher.reopen()  # a restarted engine serves live subscriptions again
         self._writer.start()
         for execution_id in await asyncio.to_thread(lambda: list(self._app.execution_ids())):
             execution = await self._load(execution_id)
@@ -129,11 +121,7 @@ class WorkflowEngine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self._writer.stop)
-        self._hub.close()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
+        self._publisher.close()
         self._started = False
 
     def close(self) -> None:
@@ -166,7 +154,7 @@ class WorkflowEngine:
 
     def add_listener(self, callback: Listener) -> None:
         """Call ``callback`` with every history entry once it is durably saved."""
-        self._listeners.append(callback)
+        self._publisher.add_listener(callback)
 
     # -- starting and waiting -------------------------------------------------------------
 
@@ -214,17 +202,9 @@ class WorkflowEngine:
             ExecutionNotFoundError: No such execution.
             TimeoutError: ``timeout`` seconds passed first.
         """
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(execution_id, []).append(waiter)
-        try:
-            state = await self.get_workflow_status(execution_id)
-            if state.status.is_terminal or state.status in _SETTLED:
-                return state
-            return await asyncio.wait_for(waiter, timeout)
-        finally:
-            waiters = self._waiters.get(execution_id, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
+        return await self._publisher.wait(
+            execution_id, lambda: self.get_workflow_status(execution_id), timeout
+        )
 
     async def run_workflow(
         self,
@@ -314,7 +294,7 @@ class WorkflowEngine:
                 notes.extend(notifications_of(key, entries))
             return notes
 
-        return self._hub.subscribe(execution_id, from_version, catch_up)
+        return self._publisher.subscribe(execution_id, from_version, catch_up)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -370,27 +350,8 @@ class WorkflowEngine:
     async def _save(self, execution: Execution) -> list[ExecutionEvent]:
         events = await self._writer.save(execution)
         if events:
-            await self._published(execution, events)
+            await self._publisher.publish(execution, events)
         return events
-
-    async def _published(self, execution: Execution, events: list[ExecutionEvent]) -> None:
-        execution_id = execution.execution_id
-        entries = [history_entry(event, execution_id) for event in events]
-        for listener in self._listeners:
-            for entry in entries:
-                try:
-                    result = listener(entry)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception as error:  # a listener never breaks an execution
-                    logger.warning("listener failed: %s", type(error).__name__)
-        self._hub.publish(notifications_of(execution_id, entries))
-        status = execution.status
-        if status.is_terminal or status in _SETTLED:
-            state = execution.state()
-            for waiter in self._waiters.get(execution_id, []):
-                if not waiter.done():
-                    waiter.set_result(state)
 
     async def _load(self, execution_id: str) -> Execution:
         return await asyncio.to_thread(self._app.load, execution_id)

@@ -109,6 +109,11 @@ class NotificationHub:
                     subscriber.queue.put_nowait(notification)
 
     @property
+    def has_subscribers(self) -> bool:
+        """True while at least one subscription is open."""
+        return bool(self._subscribers)
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closed

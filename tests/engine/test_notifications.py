@@ -121,3 +121,15 @@ async def test_subscribing_after_close_gives_the_past_and_ends() -> None:
     hub.close()
     got = await collect(hub.subscribe(None, 0, past(note("a", 1, "ExecutionStarted"))))
     assert [n.version for n in got] == [1]
+
+
+async def test_the_hub_knows_whether_anyone_is_subscribed() -> None:
+    hub = NotificationHub()
+    assert not hub.has_subscribers
+    subscription = hub.subscribe("x", 0, past())
+    task = asyncio.ensure_future(collect(subscription))
+    await asyncio.sleep(0)
+    assert hub.has_subscribers
+    hub.publish([note("x", 1, "ExecutionCompleted")])
+    await task
+    assert not hub.has_subscribers
