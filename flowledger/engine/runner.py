@@ -24,12 +24,10 @@ from flowledger.domain.execution import Execution
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine import decisions as d
 from flowledger.engine.actions import ActionRegistry
-from flowledger.engine.invocation import Outcome, error_data, invoke
+from flowledger.engine.invocation import Outcome, invoke
+from flowledger.engine.outcomes import record_compensation, record_outcome, refusal
 from flowledger.engine.planning import compensation_decision, definition_of, plan
-from flowledger.engine.retries import effective_policy, next_retry_time, should_retry
-from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
-from flowledger.errors import FlowledgerError, SchemaValidationError, UnknownActionError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +61,6 @@ class _Submitted:
     done: asyncio.Future[None]
 
 
-_RETRYING = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PAUSED})
 _SLOT = "slot"
 _TICK = "tick"
 
@@ -230,14 +227,12 @@ class ExecutionRunner:
             case d.CompensateStep(step_id=step_id, action=action, parameters=parameters):
                 self._take_slot()
                 decision.apply(execution, at)
-                try:
-                    self._services.actions.get(action)
-                except UnknownActionError as error:
+                refused = refusal(self._services.actions, action, parameters)
+                if refused is not None:
                     # Recorded as the compensation's failure: the rollback ends
                     # ROLLBACK_FAILED, naming the action, instead of stopping the runner.
-                    execution.fail_compensation(step_id, error_data(error), at)
-                    self._release_slot()
-                    self._refused = True
+                    execution.fail_compensation(step_id, refused, at)
+                    self._refuse()
                     return 1
                 launches.append(lambda: self._launch(step_id, action, parameters, None, True))
                 return 1
@@ -253,24 +248,24 @@ class ExecutionRunner:
     ) -> None:
         execution, at = self._execution, self._services.clock()
         execution.start_step(step.id, parameters, at)
-        refusal = self._refusal(step, parameters)
-        if refusal is not None:
-            execution.fail_step(step.id, refusal, False, 0.0, at)
-            self._release_slot()
-            self._refused = True
-            return
         action = step.action or ""
+        refused = refusal(
+            self._services.actions,
+            action,
+            parameters,
+            input_schema=step.input_schema,
+            step_id=step.id,
+        )
+        if refused is not None:
+            execution.fail_step(step.id, refused, False, 0.0, at)
+            self._refuse()
+            return
         launches.append(lambda: self._launch(step.id, action, parameters, step.timeout, False))
 
-    def _refusal(self, step: StepDefinition, parameters: dict[str, Any]) -> dict[str, Any] | None:
-        """Why a step fails before its action runs (unknown action, invalid input)."""
-        try:
-            self._services.actions.get(step.action or "")
-            if step.input_schema is not None:
-                check(step.input_schema, parameters, schema_type="input", step_id=step.id)
-        except FlowledgerError as error:
-            return error_data(error)
-        return None
+    def _refuse(self) -> None:
+        """An action could not run: give its slot back, and plan again at once."""
+        self._release_slot()
+        self._refused = True
 
     # -- actions --------------------------------------------------------------------------
 
@@ -295,49 +290,18 @@ class ExecutionRunner:
         self._in_flight[step_id] = asyncio.create_task(attempt(), name=f"step {step_id}")
 
     def _record_outcome(self, finished: _Finished) -> None:
-        execution, at, step_id = self._execution, self._services.clock(), finished.step_id
-        outcome = finished.outcome
+        execution, at, outcome = self._execution, self._services.clock(), finished.outcome
         if finished.compensation:
-            if outcome.ok:
-                execution.roll_back_step(step_id, outcome.output, at)
-            else:
-                execution.fail_compensation(step_id, outcome.error or {}, at)
+            record_compensation(execution, finished.step_id, outcome, at)
             return
-        step = self._definition.step(step_id)
-        error = outcome.error
-        if outcome.ok:
-            error = self._output_refusal(step, outcome.output)
-            if error is None:
-                execution.complete_step(step_id, outcome.output, outcome.duration_ms, at)
-                return
-        assert error is not None
-        if outcome.timed_out:
-            execution.time_out_step(step_id, step.timeout or 0.0, at)
-        else:
-            execution.fail_step(step_id, error, error["retryable"], outcome.duration_ms, at)
-        self._maybe_retry(step, error, at)
-
-    @staticmethod
-    def _output_refusal(step: StepDefinition, output: Any) -> dict[str, Any] | None:
-        if step.output_schema is None:
-            return None
-        try:
-            check(step.output_schema, output, schema_type="output", step_id=step.id)
-        except SchemaValidationError as error:
-            return error_data(error)
-        return None
-
-    def _maybe_retry(self, step: StepDefinition, error: dict[str, Any], at: datetime) -> None:
-        execution = self._execution
-        # A step that fails while the execution is paused keeps its retries: the retry
-        # is scheduled now and runs after the resume.
-        if execution.status not in _RETRYING or execution.cancel_requested:
-            return
-        policy = effective_policy(step, self._services.retry_policy)
-        attempt = execution.step_state(step.id).attempts
-        if should_retry(policy, attempt, error):
-            not_before = next_retry_time(policy, attempt + 1, at, self._services.random)
-            execution.schedule_retry(step.id, not_before, at)
+        record_outcome(
+            execution,
+            self._definition.step(finished.step_id),
+            outcome,
+            at,
+            default_policy=self._services.retry_policy,
+            random=self._services.random,
+        )
 
     # -- slots, timers, recovery, shutdown ------------------------------------------------
 
