@@ -1,4 +1,4 @@
-"""Test-suite configuration: Hypothesis profiles.
+"""Test-suite configuration: Hypothesis profiles, and fixtures shared across layers.
 
 ``HYPOTHESIS_PROFILE`` selects one: ``dev`` (quick, the default on a workstation),
 ``ci`` (more examples, used when ``CI=true``) and ``thorough`` (long runs on demand).
@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from flowledger.domain import snapshot as snapshots
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
@@ -18,3 +22,13 @@ settings.register_profile(
     "thorough", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def empty_cache() -> Iterator[None]:
+    """Forget every remembered definition, as in a process that just started."""
+    saved = dict(snapshots._DEFINITIONS)
+    snapshots._DEFINITIONS.clear()
+    yield
+    snapshots._DEFINITIONS.clear()
+    snapshots._DEFINITIONS.update(saved)

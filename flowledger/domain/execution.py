@@ -24,6 +24,7 @@ from flowledger.domain.canonical import canonical_json, encode_payload, sha256_h
 from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.definition.model import WorkflowDefinition
 from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware, step_key
+from flowledger.domain.snapshot import ExecutionSnapshot
 from flowledger.domain.status import ExecutionStatus
 from flowledger.errors import InvalidTransitionError
 
@@ -94,6 +95,7 @@ class Execution(ExecutionRecord):
     # assignment override a nested class, though the types are compatible.
     Event = ev.ExecutionEvent  # type: ignore[assignment]
     Created = ev.ExecutionStarted  # type: ignore[assignment]
+    Snapshot = ExecutionSnapshot
 
     @classmethod
     def start(

@@ -29,6 +29,7 @@ from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE, STEP_LIFECYCLE
 from flowledger.domain.state import ExecutionState, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change, step_changes_since
+from flowledger.domain.step_packing import unpack_steps
 from flowledger.errors import InvalidTransitionError, StepTimeoutError
 
 if TYPE_CHECKING:
@@ -155,6 +156,27 @@ class ExecutionRecord(Aggregate):
         self._cancel_requested = False
         self._cancel_rollback = False
         self._chain_head = GENESIS
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # An execution loaded from a snapshot holds its step records packed
+            # (flowledger.domain.snapshot): they are unpacked the first time they are
+            # read, so a load that reads no step does not pay for thousands of them.
+            if name == "_steps" and "_packed_steps" in self.__dict__:
+                steps = self.__dict__["_steps"] = unpack_steps(self.__dict__.pop("_packed_steps"))
+                return steps
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when of one class with equal recorded state (packed or not)."""
+        if type(self) is not type(other):
+            return False
+        assert isinstance(other, ExecutionRecord)
+        return self._steps == other._steps and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def execution_id(self) -> str:

@@ -39,6 +39,7 @@ from eventsourcing.utils import Environment, TopicError, get_topic, resolve_topi
 
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
+from flowledger.domain.snapshot import DefinitionNotCached, remember_definition
 from flowledger.engine.stores import StoreConfig, mask_password, parse_store_url
 from flowledger.errors import (
     ConcurrencyConflictError,
@@ -181,17 +182,10 @@ class LedgerApplication(Application[UUID]):
     def snapshot_of(self, execution: Execution) -> Snapshot:
         """Take a snapshot of ``execution`` now, to record later with :meth:`record_snapshot`.
 
-        The snapshot's state is copied (step records one level deep, lists), so the
-        execution may move on while the snapshot is encoded and stored.
+        The snapshot holds copies, so the execution may move on while the snapshot is
+        encoded and stored.
         """
-        snapshot = Execution.Snapshot.take(execution)
-        state = snapshot.state
-        for name, value in state.items():
-            if isinstance(value, list):
-                state[name] = list(value)
-            elif isinstance(value, dict):
-                state[name] = {key: _copy(item) for key, item in value.items()}
-        return snapshot
+        return Execution.Snapshot.take(execution)
 
     def record_snapshot(self, snapshot: Snapshot) -> None:
         """Record a snapshot taken with :meth:`snapshot_of` (nothing without snapshots)."""
@@ -239,16 +233,37 @@ class LedgerApplication(Application[UUID]):
         aggregate_id = execution_uuid(execution_id)
         with _reading(execution_id):
             if version is not None and version < 1:
-                latest = self.repository.get(aggregate_id, projector_func=replay).version
+                latest = self._get(aggregate_id, execution_id, None).version
                 detail = f"has no version {version} (versions start at 1)"
                 raise VersionNotFoundError(execution_id, version, latest, detail)
-            execution: Execution = self.repository.get(
-                aggregate_id, version=version, projector_func=replay
-            )
+            execution = self._get(aggregate_id, execution_id, version)
         if version is not None and execution.version < version:
             detail = f"has no version {version} (its latest is {execution.version})"
             raise VersionNotFoundError(execution_id, version, execution.version, detail)
         return execution
+
+    def _get(self, aggregate_id: UUID, execution_id: str, version: int | None) -> Execution:
+        try:
+            execution: Execution = self.repository.get(
+                aggregate_id, version=version, projector_func=replay
+            )
+        except DefinitionNotCached:
+            # A snapshot's definition is found by hash; the first event records it.
+            self._remember_definition(aggregate_id, execution_id)
+            execution = self.repository.get(aggregate_id, version=version, projector_func=replay)
+        return execution
+
+    def _remember_definition(self, aggregate_id: UUID, execution_id: str) -> None:
+        records = self.recorder.select_events(aggregate_id, lte=1)
+        if not records:
+            reason = "has a snapshot but no first event"
+            raise CorruptRecordError(execution_id, 1, reason)
+        started = self.decode(records[0], execution_id)
+        if not isinstance(started, ExecutionStarted) or not remember_definition(
+            started.definition_hash, started.definition
+        ):
+            reason = "does not record a definition that matches its hash"
+            raise CorruptRecordError(execution_id, 1, reason)
 
     def rebuild(self, execution_id: str, events: Iterable[ExecutionEvent]) -> Execution:
         """Return the execution that ``events`` (from its first) build.
@@ -375,7 +390,3 @@ def _malformation(event: ExecutionEvent) -> str | None:
         if not isinstance(recorded[name], kind):
             return f"{name} of {type(event).__name__} is not a {kind.__name__}"
     return None
-
-
-def _copy(value: Any) -> Any:
-    return dict(value) if isinstance(value, dict) else value

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flowledger.domain import snapshot as snapshot_module
 from flowledger.domain.execution import Execution
 from flowledger.engine import ledger_app
 from flowledger.engine.ledger_app import (
@@ -16,9 +17,10 @@ from flowledger.engine.ledger_app import (
     LedgerApplication,
     replay,
 )
-from flowledger.errors import ExecutionNotFoundError
+from flowledger.errors import CorruptRecordError, ExecutionNotFoundError
 from tests.domain.factories import at, chain_definition
 from tests.engine.test_ledger import run
+from tests.engine.test_ledger_audit import edit_json, tamper
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -278,3 +280,43 @@ def test_a_snapshot_taken_now_records_that_moment_after_the_execution_moved_on(
     stored = list(app.snapshots.get(execution.id))
     assert [s.originator_version for s in stored] == [then.version]
     assert stored[0].mutate(None).state() == then
+
+
+def snapshotted(tmp_path: Path) -> tuple[str, Execution]:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    execution = long_execution("ex-1", 31)
+    writer = LedgerApplication(url, snapshot_interval=10)
+    writer.save(execution)
+    writer.close()
+    return url, execution
+
+
+def test_a_snapshot_loads_in_a_process_that_never_saw_its_definition(
+    tmp_path: Path, empty_cache: None
+) -> None:
+    url, execution = snapshotted(tmp_path)
+    snapshot_module._DEFINITIONS.clear()
+    reader = LedgerApplication(url, snapshot_interval=10)
+    loaded = reader.load("ex-1")
+    assert loaded == execution
+    assert loaded.definition_dict() == execution.definition_dict()
+    assert reader.load("ex-1", version=25).version == 25
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda state: None,
+        edit_json(lambda document: document.update(definition='{"id":"forged"}')),
+    ],
+    ids=["first event deleted", "definition forged"],
+)
+def test_a_snapshot_without_its_true_definition_is_a_corrupt_record(
+    tmp_path: Path, empty_cache: None, change: Any
+) -> None:
+    url, _ = snapshotted(tmp_path)
+    tamper(url, "ex-1", 1, change)
+    snapshot_module._DEFINITIONS.clear()
+    reader = LedgerApplication(url, snapshot_interval=10)
+    with pytest.raises(CorruptRecordError, match="version 1"):
+        reader.load("ex-1")
