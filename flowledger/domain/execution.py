@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -36,6 +37,7 @@ _SCHEDULING = frozenset({ExecutionStatus.RUNNING.value, ExecutionStatus.PAUSED.v
 _ROLLBACK = frozenset({ExecutionStatus.ROLLING_BACK.value})
 
 
+@lru_cache(maxsize=4096)
 def execution_uuid(execution_id: str) -> UUID:
     """Return the aggregate id of an execution id.
 

@@ -80,8 +80,13 @@ def new_step_record() -> StepRecord:
 
 def step_records_of(definition_json: str) -> dict[str, StepRecord]:
     """Return fresh records for every step of a canonical definition, in its order."""
-    steps = json.loads(definition_json)["steps"]
-    return {step_key(step["id"]): new_step_record() for step in steps}
+    fresh = new_step_record()
+    return {key: dict(fresh) for key in _step_keys(definition_json)}
+
+
+@lru_cache(maxsize=256)
+def _step_keys(definition_json: str) -> tuple[str, ...]:
+    return tuple(step_key(step["id"]) for step in json.loads(definition_json)["steps"])
 
 
 def timeout_error(step_id: str, timeout: float) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime
 from importlib.util import find_spec
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -243,6 +243,20 @@ class LedgerApplication(Application[UUID]):
         return execution
 
     def _get(self, aggregate_id: UUID, execution_id: str, version: int | None) -> Execution:
+        if self.snapshot_interval:
+            # Most executions are shorter than the snapshot interval: read their events
+            # in one query, instead of first asking for a snapshot they cannot have
+            # (or that would save replaying fewer events than the interval).
+            records = self.recorder.select_events(
+                aggregate_id, lte=version, limit=self.snapshot_interval + 1
+            )
+            if len(records) <= self.snapshot_interval:
+                if not records:
+                    raise AggregateNotFoundError(aggregate_id)
+                decode = self.mapper.to_domain_event
+                found = replay(None, [cast(ExecutionEvent, decode(record)) for record in records])
+                assert isinstance(found, Execution)
+                return found
         try:
             execution: Execution = self.repository.get(
                 aggregate_id, version=version, projector_func=replay

@@ -320,3 +320,18 @@ def test_a_snapshot_without_its_true_definition_is_a_corrupt_record(
     reader = LedgerApplication(url, snapshot_interval=10)
     with pytest.raises(CorruptRecordError, match="version 1"):
         reader.load("ex-1")
+
+
+@pytest.mark.parametrize("events", [5, 10, 11, 35])
+def test_loads_read_events_or_a_snapshot_whatever_interval_wrote_them(
+    tmp_path: Path, events: int
+) -> None:
+    """An execution no longer than the interval is replayed; a longer one from a snapshot."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    execution = long_execution("ex-1", events)
+    writer = LedgerApplication(url, snapshot_interval=3)  # another writer's interval
+    writer.save(execution)
+    reader = LedgerApplication(url, snapshot_interval=10)
+    assert reader.load("ex-1") == execution
+    for version in (1, events // 2, events):
+        assert reader.load("ex-1", version=version) == writer.load("ex-1", version=version)
