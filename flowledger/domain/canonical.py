@@ -24,9 +24,23 @@ def canonical_json(value: Any) -> str:
         TypeError: The value holds something JSON cannot represent.
         ValueError: The value holds NaN or an infinity.
     """
-    return json.dumps(
-        thaw(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(thaw(value))
+
+
+def canonical_json_of_plain(value: Any) -> str:
+    """Return the canonical JSON text of a value made only of dicts, lists and scalars.
+
+    :func:`canonical_json` without the copy that turns read-only mappings and tuples
+    into dicts and lists, for values built that way already (the hash chain's).
+    """
+    return _CANONICAL.encode(value)
+
+
+# One encoder for every call: ``json.dumps`` with non-default options builds a new one
+# each time, which costs as much as encoding a small event.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def sha256_hex(text: str) -> str:
@@ -83,6 +97,13 @@ def json_ready(value: Any) -> Any:
     These are the text forms the event store's transcoder uses, so a value read back
     from the store hashes and exports as it did when it was written.
     """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {
+            key: item if type(item) in _SCALARS else json_ready(item) for key, item in value.items()
+        }
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from flowledger.domain.canonical import canonical_json, json_ready, sha256_hex
+from flowledger.domain.canonical import canonical_json_of_plain, json_ready, sha256_hex
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of an execution's first event."""
@@ -52,7 +52,7 @@ def event_hash(  # noqa: PLR0917 - each argument is one hashed part of the event
         "timestamp": timestamp.isoformat(),
         "data": json_ready(data),
     }
-    return sha256_hex(prev_hash + canonical_json(document))
+    return sha256_hex(prev_hash + canonical_json_of_plain(document))
 
 
 def chained(

@@ -21,7 +21,7 @@ from uuid import UUID, uuid5
 from eventsourcing.utils import get_topic
 
 from flowledger.domain import events as ev
-from flowledger.domain.canonical import canonical_json, encode_payload, sha256_hex
+from flowledger.domain.canonical import encode_payload
 from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.definition.model import WorkflowDefinition
 from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware, step_key
@@ -120,8 +120,8 @@ class Execution(ExecutionRecord):
                 canonical form.
             TypeError: ``input`` is not a mapping of JSON data.
         """
-        text = canonical_json(definition.to_dict())
-        if sha256_hex(text) != definition.hash:
+        text, text_hash = definition.canonical()
+        if text_hash != definition.hash:
             msg = f"definition {definition.id!r} has a hash that is not of its canonical form"
             raise ValueError(msg)
         fields = {

@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, cast
+from typing import Any
 
 from flowledger.domain.canonical import decode_payload, encode_payload
 from flowledger.domain.jsonpath import ROOT, child
@@ -154,15 +154,12 @@ async def invoke(
 async def _run(
     action: Action, parameters: Mapping[str, Any], timeout: float | None, step_id: str
 ) -> Any:
+    if timeout is None:
+        return await _call_async(action, parameters)
     scope = asyncio.timeout(timeout)
     try:
         async with scope:
-            if _is_async(action):
-                return await action(**parameters)
-            result = await asyncio.to_thread(_call, action, parameters)
-            if inspect.isawaitable(result):
-                return await result
-            return result
+            return await _call_async(action, parameters)
     except asyncio.CancelledError:
         raise  # not the deadline: asyncio.timeout turns its own cancellation into TimeoutError
     except Exception:
@@ -171,8 +168,17 @@ async def _run(
         # of the action's own, before the deadline, stays its error. An action that
         # swallows the cancellation and returns did finish: its output counts.
         if scope.expired():
-            raise _DeadlinePassed(step_id, cast(float, timeout)) from None
+            raise _DeadlinePassed(step_id, timeout) from None
         raise
+
+
+async def _call_async(action: Action, parameters: Mapping[str, Any]) -> Any:
+    if _is_async(action):
+        return await action(**parameters)
+    result = await asyncio.to_thread(_call, action, parameters)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 class _DeadlinePassed(StepTimeoutError):
@@ -192,7 +198,7 @@ def _is_async(action: Action) -> bool:
 
 def _check_signature(action: Action, parameters: Mapping[str, Any]) -> None:
     signature = _signature(action)
-    if signature is None:
+    if signature is None or (not parameters and _takes_no_required(signature)):
         return
     try:
         signature.bind(**parameters)
@@ -225,6 +231,15 @@ def _read_signature(action: Action) -> inspect.Signature | None:
 
 
 _cached_signature = functools.lru_cache(maxsize=1024)(_read_signature)
+
+
+@functools.lru_cache(maxsize=1024)
+def _takes_no_required(signature: inspect.Signature) -> bool:
+    """True when calling with no arguments binds (nothing is required)."""
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
 
 
 def _action_name(action: Action) -> str:

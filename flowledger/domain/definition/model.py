@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from flowledger.domain.canonical import thaw
+from flowledger.domain.canonical import canonical_json, sha256_hex, thaw
 
 StepKind = Literal["action", "trigger"]
 
@@ -183,6 +183,9 @@ class WorkflowDefinition:
     _downstream: Mapping[str, tuple[StepDefinition, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _canonical: list[tuple[str, str]] = field(
+        init=False, repr=False, compare=False, default_factory=list
+    )
 
     def __post_init__(self) -> None:
         # Indexes built once, so the engine's lookups on every step transition are O(1).
@@ -212,6 +215,16 @@ class WorkflowDefinition:
     def downstream(self, step_id: str) -> tuple[StepDefinition, ...]:
         """Steps with an incoming edge from ``step_id``, in topological order."""
         return self._downstream.get(step_id, ())
+
+    def canonical(self) -> tuple[str, str]:
+        """Return the canonical JSON text of :meth:`to_dict` and its SHA-256 (hex).
+
+        Computed once per definition: every execution started from it records the text.
+        """
+        if not self._canonical:
+            text = canonical_json(self.to_dict())
+            self._canonical.append((text, sha256_hex(text)))
+        return self._canonical[0]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the canonical definition, loadable by ``load_definition``."""
