@@ -57,6 +57,9 @@ DEFAULT_SNAPSHOT_INTERVAL = 100
 NOTIFICATION_PAGE = 500
 """How many notifications one read of the notification log asks for."""
 
+SHORT_EXECUTION = 32
+"""Executions of at most this many events are loaded without looking for a snapshot."""
+
 STARTED_TOPIC = get_topic(ExecutionStarted)
 """The stored topic of an execution's first event."""
 
@@ -244,15 +247,16 @@ class LedgerApplication(Application[UUID]):
 
     def _get(self, aggregate_id: UUID, execution_id: str, version: int | None) -> Execution:
         if self.snapshot_interval:
-            # Most executions are shorter than the snapshot interval: read their events
-            # in one query, instead of first asking for a snapshot they cannot have
-            # (or that would save replaying fewer events than the interval).
+            # Most executions are short: read their events in one query, instead of
+            # first asking for a snapshot that would spare replaying a few events.
             records = self.recorder.select_events(
-                aggregate_id, lte=version, limit=self.snapshot_interval + 1
+                aggregate_id, lte=version, limit=SHORT_EXECUTION + 1
             )
-            if len(records) <= self.snapshot_interval:
+            if len(records) <= SHORT_EXECUTION:
                 if not records:
                     raise AggregateNotFoundError(aggregate_id)
+                if records[0].originator_version != 1:
+                    raise CorruptRecordError(execution_id, 1, "the first event is missing")
                 decode = self.mapper.to_domain_event
                 found = replay(None, [cast(ExecutionEvent, decode(record)) for record in records])
                 assert isinstance(found, Execution)

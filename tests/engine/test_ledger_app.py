@@ -284,7 +284,7 @@ def test_a_snapshot_taken_now_records_that_moment_after_the_execution_moved_on(
 
 def snapshotted(tmp_path: Path) -> tuple[str, Execution]:
     url = f"sqlite:///{tmp_path}/ledger.db"
-    execution = long_execution("ex-1", 31)
+    execution = long_execution("ex-1", 61)  # longer than what loads without snapshots
     writer = LedgerApplication(url, snapshot_interval=10)
     writer.save(execution)
     writer.close()
@@ -322,7 +322,7 @@ def test_a_snapshot_without_its_true_definition_is_a_corrupt_record(
         reader.load("ex-1")
 
 
-@pytest.mark.parametrize("events", [5, 10, 11, 35])
+@pytest.mark.parametrize("events", [5, 10, 11, 33, 35])
 def test_loads_read_events_or_a_snapshot_whatever_interval_wrote_them(
     tmp_path: Path, events: int
 ) -> None:
@@ -335,3 +335,11 @@ def test_loads_read_events_or_a_snapshot_whatever_interval_wrote_them(
     assert reader.load("ex-1") == execution
     for version in (1, events // 2, events):
         assert reader.load("ex-1", version=version) == writer.load("ex-1", version=version)
+
+
+def test_a_short_execution_without_its_first_event_is_a_corrupt_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    LedgerApplication(url).save(long_execution("ex-1", 5))
+    tamper(url, "ex-1", 1, lambda state: None)
+    with pytest.raises(CorruptRecordError, match="first event is missing"):
+        LedgerApplication(url).load("ex-1")
