@@ -16,12 +16,14 @@ import logging
 import os
 import platform
 import pstats
+import queue
 import shlex
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -108,6 +110,57 @@ def sqlite_baseline(name: str, path: Path, rows: int, per_commit: int) -> Figure
     name = f"baseline {name} SQLite {per_commit} row{'s' * (per_commit > 1)}/commit x{rows:,}"
     NOTES.append(f"{name}, runs: {', '.join(f'{rate:,.0f}' for rate in rates)} rows/s")
     return Figure(name, statistics.median(rates), "rows/s", runs=rates)
+
+
+def handover_floor(path: Path, commits: int, baseline: float) -> Figure:
+    """Commits/s when an event loop awaits a writer thread for each 2-row commit.
+
+    No engine: what a sequence of durable steps would reach if all the work of a step
+    were the commit and the two hand-overs between the loop and the writer thread.
+    """
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.executescript(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+        "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER,"
+        " topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version));"
+    )
+    requests: queue.SimpleQueue[tuple[Any, Any, int] | None] = queue.SimpleQueue()
+    blob, key = os.urandom(200), uuid4().hex
+
+    def writer() -> None:
+        while (request := requests.get()) is not None:
+            loop, future, version = request
+            con.execute("BEGIN")
+            for offset in (0, 1):
+                con.execute(
+                    "INSERT INTO stored_events VALUES (?, ?, ?, ?)",
+                    (key, version + offset, "t", blob),
+                )
+            con.execute("COMMIT")
+            loop.call_soon_threadsafe(future.set_result, None)
+
+    async def steps(run: int) -> float:
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        for n in range(run * commits, (run + 1) * commits):
+            future = loop.create_future()
+            requests.put((loop, future, 2 * n + 1))
+            await future
+        return commits / (time.perf_counter() - start)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        rates = [asyncio.run(steps(run)) for run in range(RUNS)]
+    finally:
+        requests.put(None)
+        thread.join()
+        con.close()
+    name, rate = (
+        "(a') no engine: loop awaits a writer thread, 2 rows/commit",
+        statistics.median(rates),
+    )
+    return Figure(name, rate, "commits/s", baseline, rate / baseline, runs=rates)
 
 
 @dataclass
@@ -292,6 +345,7 @@ def measure(scale: Scale, root: Path) -> list[Figure]:
     a, n = scale.sequential_steps, scale.executions
     a_tag, all_slots = f"(a) 1 x {a:,} steps", n * CONCURRENT_STEPS
     section(a_tag, lambda t: engine_figures(t, root / "a", (a, 1, 5), single, 0.4))
+    section("(a')", lambda _: [handover_floor(root / "floor.db", scale.single_commits, single)])
     b_tag, shape = f"(b) {n} x {CONCURRENT_STEPS} steps, 50 slots", (CONCURRENT_STEPS, n, 50)
     if not section(b_tag, lambda t: engine_figures(t, root / "b", shape, batched, 0.25)):
         # (b) failed: measure it again where a slot is never lacking, for a figure at least
