@@ -30,6 +30,7 @@ from flowledger.domain.execution_state import (
 from flowledger.domain.snapshot import remember_definition
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change
+from flowledger.errors import CorruptRecordError
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,11 @@ class ExecutionStarted(ExecutionEvent, Aggregate.Created):
         remember_definition(self.definition_hash, self.definition)
         aggregate._definition_hash = self.definition_hash
         aggregate._inputs = [self.input]
-        aggregate._steps = step_records_of(self.definition)
+        try:
+            aggregate._steps = step_records_of(self.definition)
+        except (ValueError, KeyError, TypeError) as error:  # a damaged or forged record
+            reason = f"its definition is not a workflow definition ({type(error).__name__})"
+            raise CorruptRecordError(self.execution_id, 1, reason) from error
         aggregate._status = ExecutionStatus.RUNNING.value
 
 

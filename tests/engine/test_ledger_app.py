@@ -343,3 +343,13 @@ def test_a_short_execution_without_its_first_event_is_a_corrupt_record(tmp_path:
     tamper(url, "ex-1", 1, lambda state: None)
     with pytest.raises(CorruptRecordError, match="first event is missing"):
         LedgerApplication(url).load("ex-1")
+
+
+def test_a_first_event_whose_definition_is_not_a_definition_is_a_corrupt_record(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    LedgerApplication(url).save(long_execution("ex-1", 5))
+    tamper(url, "ex-1", 1, edit_json(lambda document: document.update(definition='{"id":1}')))
+    with pytest.raises(CorruptRecordError, match="not a workflow definition"):
+        LedgerApplication(url).load("ex-1")
