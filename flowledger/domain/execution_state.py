@@ -15,7 +15,6 @@ events stays cheap.
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -30,6 +29,7 @@ from flowledger.domain.state import ExecutionState, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change, step_changes_since
 from flowledger.domain.step_packing import unpack_steps
+from flowledger.domain.step_states import copied_error, step_state, step_states_of
 from flowledger.errors import InvalidTransitionError, StepTimeoutError
 
 if TYPE_CHECKING:
@@ -117,32 +117,6 @@ def deep_merge(base: Any, patch: Any) -> Any:
     return merged
 
 
-def step_state(step_id: str, record: StepRecord) -> StepState:
-    """Return the read-only state of one step from its record."""
-    return StepState(
-        step_id=step_id,
-        status=StepStatus(record["status"]),
-        attempts=record["attempts"],
-        output=_decoded(record["output"]),
-        error=_copied(record["error"]),
-        started_at=record["started_at"],
-        finished_at=record["finished_at"],
-        duration_ms=record["duration_ms"],
-        not_before=record["not_before"],
-        reason=record["reason"],
-        compensation_output=_decoded(record["compensation_output"]),
-    )
-
-
-def _decoded(text: str | None) -> Any:
-    return None if text is None else decode_payload(text)
-
-
-def _copied(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    # The recorded dict is shared with the event that set it: hand out a copy.
-    return None if error is None else dict(error)
-
-
 class ExecutionRecord(Aggregate):
     """What an execution records, its queries, and the checks its commands make."""
 
@@ -220,7 +194,7 @@ class ExecutionRecord(Aggregate):
         effect stands: a step being compensated, rolled back, or whose compensation
         failed is left out (its ``StepState.output`` still shows what it returned).
         """
-        cache = _step_states_of(self)
+        cache = step_states_of(self)
         steps = {}
         for key, record in self._steps.items():
             cached = cache.get(key)
@@ -239,7 +213,7 @@ class ExecutionRecord(Aggregate):
                 for step_id, step in steps.items()
                 if step.status is StepStatus.COMPLETED
             },
-            error=_copied(self._error),
+            error=copied_error(self._error),
             paused_on=self._paused_on,
             version=self.version,
             created_at=self.created_on,
@@ -279,7 +253,7 @@ class ExecutionRecord(Aggregate):
         """
         key = step_key(step_id)
         record = self._steps[key]
-        cache = _step_states_of(self)
+        cache = step_states_of(self)
         cached = cache.get(key)
         if cached is None or cached[0] != record["version"]:
             cached = cache[key] = (record["version"], step_state(step_id, record))
@@ -392,22 +366,6 @@ class ExecutionRecord(Aggregate):
             timestamp=at,
         )
         self.trigger_event(event_class, timestamp=at, **linked)
-
-
-# Derived values are cached outside the aggregate, so snapshots and equality see only
-# what the events recorded. A step's StepState is rebuilt only when its record changed
-# (its "version" moved): the engine reads the state after every transition, and
-# decoding every step's output each time made long executions quadratic.
-_STEP_STATES: dict[int, dict[str, tuple[int, StepState]]] = {}
-
-
-def _step_states_of(record: ExecutionRecord) -> dict[str, tuple[int, StepState]]:
-    key = id(record)
-    cache = _STEP_STATES.get(key)
-    if cache is None:
-        cache = _STEP_STATES[key] = {}
-        weakref.finalize(record, _STEP_STATES.pop, key, None)
-    return cache
 
 
 @lru_cache(maxsize=256)

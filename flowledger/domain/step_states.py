@@ -1,0 +1,61 @@
+"""Each step's read-only state, derived from its record and cached by record version.
+
+Derived values are kept outside the aggregate, so snapshots and equality see only what
+the events recorded.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from flowledger.domain.canonical import decode_payload
+from flowledger.domain.state import StepState
+from flowledger.domain.status import StepStatus
+
+__all__ = ["copied_error", "step_state", "step_states_of"]
+
+
+def step_state(step_id: str, record: dict[str, Any]) -> StepState:
+    """Return the read-only state of one step from its record."""
+    return StepState(
+        step_id=step_id,
+        status=StepStatus(record["status"]),
+        attempts=record["attempts"],
+        output=_decoded(record["output"]),
+        error=copied_error(record["error"]),
+        started_at=record["started_at"],
+        finished_at=record["finished_at"],
+        duration_ms=record["duration_ms"],
+        not_before=record["not_before"],
+        reason=record["reason"],
+        compensation_output=_decoded(record["compensation_output"]),
+    )
+
+
+def _decoded(text: str | None) -> Any:
+    return None if text is None else decode_payload(text)
+
+
+def copied_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return a copy of recorded error data (or None)."""
+    # The recorded dict is shared with the event that set it: hand out a copy.
+    return None if error is None else dict(error)
+
+
+# Derived values are cached outside the aggregate, so snapshots and equality see only
+# what the events recorded. A step's StepState is rebuilt only when its record changed
+# (its "version" moved): the engine reads the state after every transition, and
+# decoding every step's output each time made long executions quadratic.
+_STEP_STATES: dict[int, dict[str, tuple[int, StepState]]] = {}
+
+
+def step_states_of(record: object) -> dict[str, tuple[int, StepState]]:
+    """Return the StepState cache of one aggregate object (dropped with it)."""
+    key = id(record)
+    cache = _STEP_STATES.get(key)
+    if cache is None:
+        cache = _STEP_STATES[key] = {}
+        weakref.finalize(record, _STEP_STATES.pop, key, None)
+    return cache
