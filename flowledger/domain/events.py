@@ -27,7 +27,6 @@ from flowledger.domain.execution_state import (
     timeout_error,
     trigger_ids,
 )
-from flowledger.domain.snapshot import remember_definition
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change
 from flowledger.errors import CorruptRecordError
@@ -80,8 +79,6 @@ class ExecutionStarted(ExecutionEvent, Aggregate.Created):
         aggregate._execution_id = self.execution_id
         aggregate._workflow_id = self.workflow_id
         aggregate._definition = self.definition
-        # Snapshots leave the definition out and find it again by hash.
-        remember_definition(self.definition_hash, self.definition)
         aggregate._definition_hash = self.definition_hash
         aggregate._inputs = [self.input]
         try:

@@ -5,7 +5,7 @@ execution's snapshot repeated its whole canonical definition (2.2 MB at 10,000 s
 and one transcoded dict per step: taking one cost milliseconds on the engine's writer
 and loading one cost more than 50 ms. :class:`ExecutionSnapshot` leaves the definition
 out (it is immutable and content-addressed: the snapshot keeps its hash, and the text is
-found again by hash, see :func:`remember_definition`) and packs the step records into
+found again by hash, see :func:`remember_definition_text`) and packs the step records into
 one JSON text, unpacked the first time a step record is read.
 
 Loading a snapshot therefore needs the definition text in this process's cache: a
@@ -15,7 +15,6 @@ records the definition), which remembers it, and loads again.
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from threading import Lock
 from typing import Any
@@ -25,13 +24,14 @@ from eventsourcing.utils import resolve_topic
 
 from flowledger.domain.canonical import sha256_hex
 from flowledger.domain.execution_state import ExecutionRecord
+from flowledger.domain.side_tables import SideTable
 from flowledger.domain.step_packing import pack_steps
 
 __all__ = [
     "DefinitionNotCached",
     "ExecutionSnapshot",
-    "cached_definition",
-    "remember_definition",
+    "cached_definition_text",
+    "remember_definition_text",
 ]
 
 MAX_CACHED_DEFINITIONS = 64
@@ -53,7 +53,7 @@ class DefinitionNotCached(LookupError):
         self.definition_hash = definition_hash
 
 
-def remember_definition(definition_hash: str, text: str) -> bool:
+def remember_definition_text(definition_hash: str, text: str) -> bool:
     """Remember a canonical definition text by its hash, if the text has that hash.
 
     Returns:
@@ -74,7 +74,7 @@ def remember_definition(definition_hash: str, text: str) -> bool:
     return True
 
 
-def cached_definition(definition_hash: str) -> str | None:
+def cached_definition_text(definition_hash: str) -> str | None:
     """Return the remembered definition text of this hash, or None."""
     with _DEFINITIONS_LOCK:
         text = _DEFINITIONS.get(definition_hash)
@@ -83,21 +83,10 @@ def cached_definition(definition_hash: str) -> str | None:
         return text
 
 
-_PACKED_ROWS: dict[int, dict[str, tuple[int, str]]] = {}
-
-
-def _packed_rows_of(aggregate: ExecutionRecord) -> dict[str, tuple[int, str]]:
-    """The rows packed for an aggregate's earlier snapshots (kept while it lives).
-
-    Most records of a long execution do not change between two snapshots: they are
-    packed once, not once per snapshot (which made snapshotting quadratic).
-    """
-    key = id(aggregate)
-    rows = _PACKED_ROWS.get(key)
-    if rows is None:
-        rows = _PACKED_ROWS[key] = {}
-        weakref.finalize(aggregate, _PACKED_ROWS.pop, key, None)
-    return rows
+_PACKED_ROWS: SideTable[dict[str, tuple[int, str]]] = SideTable()
+"""The rows packed for each aggregate's earlier snapshots. Most records of a long
+execution do not change between two snapshots: they are packed once, not once per
+snapshot (which made snapshotting quadratic)."""
 
 
 class ExecutionSnapshot(Snapshot):
@@ -108,10 +97,12 @@ class ExecutionSnapshot(Snapshot):
         """Take a snapshot of an execution (its step records are copied, packed)."""
         snapshot = super().take(aggregate)
         state = snapshot.state
-        state.pop("_definition", None)
+        definition = state.pop("_definition")
+        # A snapshot leaves the definition out: loading one finds it again by hash.
+        remember_definition_text(state["_definition_hash"], definition)
         steps = state.pop("_steps", None)
         if steps is not None:
-            state["_packed_steps"] = pack_steps(steps, _packed_rows_of(aggregate))
+            state["_packed_steps"] = pack_steps(steps, _PACKED_ROWS.of(aggregate, dict))
         # else: the execution itself came from a snapshot and no step was read since.
         for name, value in state.items():
             if isinstance(value, list):  # the execution moves on: keep what it is now
@@ -127,7 +118,7 @@ class ExecutionSnapshot(Snapshot):
             DefinitionNotCached: The definition text is not remembered in this process.
         """
         definition_hash = self.state["_definition_hash"]
-        text = cached_definition(definition_hash)
+        text = cached_definition_text(definition_hash)
         if text is None:
             raise DefinitionNotCached(definition_hash)
         aggregate_class = resolve_topic(self.topic)

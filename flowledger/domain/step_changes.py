@@ -14,11 +14,12 @@ step once.
 
 from __future__ import annotations
 
-import weakref
 from bisect import bisect_right
 from operator import itemgetter
 
 from eventsourcing.domain import Aggregate
+
+from flowledger.domain.side_tables import SideTable
 
 __all__ = ["note_step_change", "step_changes_since"]
 
@@ -33,13 +34,13 @@ class _Changes:
         self.log: list[tuple[int, str]] = []
 
 
-_FOLLOWED: dict[int, _Changes] = {}
+_FOLLOWED: SideTable[_Changes] = SideTable()
 _VERSION = itemgetter(0)
 
 
 def note_step_change(aggregate: Aggregate, step_id: str, version: int) -> None:
     """Note that the record of ``step_id`` changed at ``version``, if ``aggregate`` is followed."""
-    changes = _FOLLOWED.get(id(aggregate))
+    changes = _FOLLOWED.get(aggregate)
     if changes is not None:
         changes.log.append((version, step_id))
 
@@ -51,12 +52,9 @@ def step_changes_since(aggregate: Aggregate, version: int) -> list[str] | None:
     with a version the object never had, or one older than an earlier call's (the notes
     before that are dropped). None means: read every step.
     """
-    key = id(aggregate)
-    changes = _FOLLOWED.get(key)
+    changes = _FOLLOWED.get(aggregate)
     if changes is None:
-        changes = _Changes(aggregate.version)
-        if _FOLLOWED.setdefault(key, changes) is changes:
-            weakref.finalize(aggregate, _FOLLOWED.pop, key, None)
+        _FOLLOWED.setdefault(aggregate, _Changes(aggregate.version))
         return None
     if not changes.since <= version <= aggregate.version:
         return None

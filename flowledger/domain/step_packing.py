@@ -32,6 +32,7 @@ _FIELDS = (
     "version",
 )
 """The fields of a step record, in their packed order (see ``new_step_record``)."""
+_ROW = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _TIMES = frozenset({"started_at", "finished_at", "not_before"})
 _TIME_POSITIONS = tuple(n + 1 for n, name in enumerate(_FIELDS) if name in _TIMES)
 
@@ -64,7 +65,7 @@ def _pack_row(key: str, record: dict[str, Any]) -> str:
     for name in _FIELDS:
         value = record[name]
         row.append(value.isoformat() if name in _TIMES and value is not None else value)
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+    return _ROW.encode(row)
 
 
 def unpack_steps(packed: str) -> dict[str, dict[str, Any]]:

@@ -6,11 +6,11 @@ the events recorded.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from flowledger.domain.canonical import decode_payload
+from flowledger.domain.side_tables import SideTable
 from flowledger.domain.state import StepState
 from flowledger.domain.status import StepStatus
 
@@ -44,18 +44,12 @@ def copied_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if error is None else dict(error)
 
 
-# Derived values are cached outside the aggregate, so snapshots and equality see only
-# what the events recorded. A step's StepState is rebuilt only when its record changed
-# (its "version" moved): the engine reads the state after every transition, and
-# decoding every step's output each time made long executions quadratic.
-_STEP_STATES: dict[int, dict[str, tuple[int, StepState]]] = {}
+# A step's StepState is rebuilt only when its record changed (its "version" moved): the
+# engine reads the state after every transition, and decoding every step's output each
+# time made long executions quadratic.
+_STEP_STATES: SideTable[dict[str, tuple[int, StepState]]] = SideTable()
 
 
 def step_states_of(record: object) -> dict[str, tuple[int, StepState]]:
     """Return the StepState cache of one aggregate object (dropped with it)."""
-    key = id(record)
-    cache = _STEP_STATES.get(key)
-    if cache is None:
-        cache = _STEP_STATES[key] = {}
-        weakref.finalize(record, _STEP_STATES.pop, key, None)
-    return cache
+    return _STEP_STATES.of(record, dict)

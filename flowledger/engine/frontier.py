@@ -23,13 +23,13 @@ never see them); a lock per frontier makes the planners that read one take turns
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from flowledger.domain.definition import WorkflowDefinition
 from flowledger.domain.execution import Execution
+from flowledger.domain.side_tables import SideTable
 from flowledger.domain.state import StepState
 from flowledger.domain.status import StepStatus
 
@@ -210,7 +210,7 @@ class RecordedSteps:
         return self.execution.step_state(step_id)
 
 
-_FRONTIERS: dict[int, Frontier] = {}
+_FRONTIERS: SideTable[Frontier] = SideTable()
 
 
 def frontier_of(execution: Execution, definition: WorkflowDefinition) -> Frontier:
@@ -218,11 +218,4 @@ def frontier_of(execution: Execution, definition: WorkflowDefinition) -> Frontie
 
     Refresh and read it while holding its lock.
     """
-    key = id(execution)
-    frontier = _FRONTIERS.get(key)
-    if frontier is None:
-        created = Frontier(definition)
-        frontier = _FRONTIERS.setdefault(key, created)
-        if frontier is created:
-            weakref.finalize(execution, _FRONTIERS.pop, key, None)
-    return frontier
+    return _FRONTIERS.of(execution, lambda: Frontier(definition))

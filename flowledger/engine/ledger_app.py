@@ -39,7 +39,7 @@ from eventsourcing.utils import Environment, TopicError, get_topic, resolve_topi
 
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
-from flowledger.domain.snapshot import DefinitionNotCached, remember_definition
+from flowledger.domain.snapshot import DefinitionNotCached, remember_definition_text
 from flowledger.engine.stores import StoreConfig, mask_password, parse_store_url
 from flowledger.errors import (
     ConcurrencyConflictError,
@@ -267,17 +267,17 @@ class LedgerApplication(Application[UUID]):
             )
         except DefinitionNotCached:
             # A snapshot's definition is found by hash; the first event records it.
-            self._remember_definition(aggregate_id, execution_id)
+            self._remember_definition_text(aggregate_id, execution_id)
             execution = self.repository.get(aggregate_id, version=version, projector_func=replay)
         return execution
 
-    def _remember_definition(self, aggregate_id: UUID, execution_id: str) -> None:
+    def _remember_definition_text(self, aggregate_id: UUID, execution_id: str) -> None:
         records = self.recorder.select_events(aggregate_id, lte=1)
         if not records:
             reason = "has a snapshot but no first event"
             raise CorruptRecordError(execution_id, 1, reason)
         started = self.decode(records[0], execution_id)
-        if not isinstance(started, ExecutionStarted) or not remember_definition(
+        if not isinstance(started, ExecutionStarted) or not remember_definition_text(
             started.definition_hash, started.definition
         ):
             reason = "does not record a definition that matches its hash"

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowledger.domain.canonical import canonical_json, sha256_hex
 from flowledger.domain.definition import WorkflowDefinition, load_definition
 from flowledger.domain.execution import Execution
 from flowledger.domain.execution_state import aware
@@ -346,7 +345,7 @@ class DefinitionCache:
         Raises:
             ValueError: ``definition.hash`` is not the hash of its canonical form.
         """
-        if sha256_hex(canonical_json(definition.to_dict())) != definition.hash:
+        if definition.canonical()[1] != definition.hash:
             msg = f"definition {definition.id!r} has a hash that is not of its canonical form"
             raise ValueError(msg)
         self._keep(definition)

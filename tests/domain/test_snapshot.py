@@ -18,8 +18,8 @@ from flowledger.domain.execution_state import new_step_record
 from flowledger.domain.snapshot import (
     DefinitionNotCached,
     ExecutionSnapshot,
-    cached_definition,
-    remember_definition,
+    cached_definition_text,
+    remember_definition_text,
 )
 from flowledger.domain.step_packing import pack_steps, unpack_steps
 from tests.domain.factories import at, error, started
@@ -98,28 +98,28 @@ def test_loading_a_snapshot_needs_the_definition_in_this_process(empty_cache: No
     with pytest.raises(DefinitionNotCached) as raised:
         snapshot.mutate(None)
     assert raised.value.definition_hash == execution.definition_hash
-    assert remember_definition(execution.definition_hash, execution._definition)
+    assert remember_definition_text(execution.definition_hash, execution._definition)
     assert snapshot.mutate(None) == execution
 
 
 def test_a_definition_is_remembered_only_under_its_own_hash(empty_cache: None) -> None:
     text = '{"id":"wf"}'
-    assert not remember_definition("0" * 64, text)
-    assert cached_definition("0" * 64) is None
-    assert remember_definition(sha256_hex(text), text)
-    assert cached_definition(sha256_hex(text)) == text
-    assert not remember_definition(sha256_hex(text), '{"id":"other"}')
-    assert cached_definition(sha256_hex(text)) == text
+    assert not remember_definition_text("0" * 64, text)
+    assert cached_definition_text("0" * 64) is None
+    assert remember_definition_text(sha256_hex(text), text)
+    assert cached_definition_text(sha256_hex(text)) == text
+    assert not remember_definition_text(sha256_hex(text), '{"id":"other"}')
+    assert cached_definition_text(sha256_hex(text)) == text
 
 
 def test_the_definition_cache_forgets_the_least_recently_used(empty_cache: None) -> None:
     texts = [json.dumps({"id": f"wf-{n}"}) for n in range(snapshots.MAX_CACHED_DEFINITIONS + 1)]
     for text in texts[:-1]:
-        remember_definition(sha256_hex(text), text)
-    assert cached_definition(sha256_hex(texts[0])) == texts[0]  # now the most recent
-    remember_definition(sha256_hex(texts[-1]), texts[-1])
-    assert cached_definition(sha256_hex(texts[0])) == texts[0]
-    assert cached_definition(sha256_hex(texts[1])) is None
+        remember_definition_text(sha256_hex(text), text)
+    assert cached_definition_text(sha256_hex(texts[0])) == texts[0]  # now the most recent
+    remember_definition_text(sha256_hex(texts[-1]), texts[-1])
+    assert cached_definition_text(sha256_hex(texts[0])) == texts[0]
+    assert cached_definition_text(sha256_hex(texts[1])) is None
     assert len(snapshots._DEFINITIONS) == snapshots.MAX_CACHED_DEFINITIONS
 
 
