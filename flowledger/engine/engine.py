@@ -56,6 +56,10 @@ class WorkflowEngine:
         actions: A registry of the actions definitions call (built-ins are always there).
         retry_policy: The retry policy of steps that declare none.
         snapshot_interval: Snapshot an execution every this many events (0: never).
+        recover: On start, pick up every unfinished execution in the store and run it
+            to its end. False for a process that only acts on the executions it is
+            given (the command line's ``cancel`` or ``resume``), so it never runs
+            executions another process owns.
     """
 
     def __init__(
@@ -66,7 +70,9 @@ class WorkflowEngine:
         actions: ActionRegistry | None = None,
         retry_policy: RetryPolicy | None = None,
         snapshot_interval: int = 100,
+        recover: bool = True,
     ) -> None:
+        self.recover = recover
         self.max_concurrent_steps = max_concurrent_steps
         self._slots = SlotPool(max_concurrent_steps)
         self._own_actions = ActionRegistry()
@@ -97,12 +103,18 @@ class WorkflowEngine:
         await self.stop()
 
     async def start(self) -> None:
-        """Start the writer and recover every unfinished execution (idempotent)."""
+        """Start the writer and recover every unfinished execution (idempotent).
+
+        With ``recover=False`` nothing is recovered: an execution runs here only once
+        it is started, cancelled, paused or resumed through this engine.
+        """
         if self._started:
             return
         self._started = True
         self._publisher.reopen()  # a restarted engine serves live subscriptions again
         self._writer.start()
+        if not self.recover:
+            return
         for execution_id in await asyncio.to_thread(lambda: list(self._app.execution_ids())):
             execution = await self._load(execution_id)
             if not execution.is_terminal:

@@ -181,6 +181,33 @@ class TestRecovery:
         assert [s.status for s in states] == [ExecutionStatus.COMPLETED] * 3
         assert sorted(call["i"] for call in rerun.calls) == [0, 1, 2]
 
+    async def test_an_engine_that_does_not_recover_runs_only_what_it_is_given(
+        self, make_engine: Make
+    ) -> None:
+        gate = Gate()
+        async with engine_with(make_engine, held=gate) as engine:
+            left, paused = [
+                await engine.start_workflow(workflow(step("held", "held")), execution_id=key)
+                for key in ("left", "paused")
+            ]
+            while len(gate.calls) < 2:
+                gate.entered.clear()
+                await gate.reached()
+            await engine.pause_workflow(paused)
+
+        rerun = Recorder("held")
+        bystander = make_engine(recover=False)
+        bystander.action("held")(rerun)
+        async with bystander as engine:
+            resumed = await engine.resume_workflow(paused)
+            state = await engine.wait_for(resumed.execution_id, timeout=WAIT)
+            untouched = await engine.get_workflow_status(left)
+
+        assert state.status is ExecutionStatus.COMPLETED
+        assert untouched.status is ExecutionStatus.RUNNING
+        assert entries(engine.ledger.history(left), "StepInterrupted") == []
+        assert len(rerun.calls) == 1
+
     async def test_a_compensation_in_flight_at_shutdown_is_run_again(
         self, make_engine: Make
     ) -> None:
