@@ -178,6 +178,22 @@ class ChainError(FlowledgerError):
         super().__init__(f"hash chain broken at event {version}: {reason}")
 
 
+class ImportConflictError(FlowledgerError):
+    """An imported history differs from the one the store holds under the same id.
+
+    Nothing of the import is stored.
+
+    Attributes:
+        execution_id: The execution both histories claim.
+        version: The first event at which they differ.
+    """
+
+    def __init__(self, execution_id: str, version: int, reason: str) -> None:
+        self.execution_id = execution_id
+        self.version = version
+        super().__init__(f"cannot import execution {execution_id!r}: {reason}")
+
+
 class UnknownActionError(FlowledgerError):
     """A step names an action that is not registered. Never retried.
 
