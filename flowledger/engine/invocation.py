@@ -30,6 +30,7 @@ import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -50,6 +51,20 @@ from flowledger.errors import (
 
 MAX_MESSAGE_CHARS = 2000
 """Longest error message recorded; longer ones are cut and say by how much."""
+
+
+_CURRENT_STEP: ContextVar[str | None] = ContextVar("flowledger_current_step", default=None)
+
+
+def current_step_id() -> str | None:
+    """Return the id of the step whose action is running in this context, or None.
+
+    Set by :func:`invoke` around the action call, so an action (async, or a plain
+    function in its worker thread) can tell which step it serves — to build an
+    idempotency key, or to answer per step as what-if replay does. None outside an
+    action call.
+    """
+    return _CURRENT_STEP.get()
 
 
 _NON_RETRYABLE: tuple[type[BaseException], ...] = (
@@ -155,11 +170,11 @@ async def _run(
     action: Action, parameters: Mapping[str, Any], timeout: float | None, step_id: str
 ) -> Any:
     if timeout is None:
-        return await _call_async(action, parameters)
+        return await _call_async(action, parameters, step_id)
     scope = asyncio.timeout(timeout)
     try:
         async with scope:
-            return await _call_async(action, parameters)
+            return await _call_async(action, parameters, step_id)
     except asyncio.CancelledError:
         raise  # not the deadline: asyncio.timeout turns its own cancellation into TimeoutError
     except Exception:
@@ -172,13 +187,18 @@ async def _run(
         raise
 
 
-async def _call_async(action: Action, parameters: Mapping[str, Any]) -> Any:
-    if _is_async(action):
-        return await action(**parameters)
-    result = await asyncio.to_thread(_call, action, parameters)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+async def _call_async(action: Action, parameters: Mapping[str, Any], step_id: str) -> Any:
+    # asyncio.to_thread copies the context, so a plain function sees the step id too.
+    token = _CURRENT_STEP.set(step_id)
+    try:
+        if _is_async(action):
+            return await action(**parameters)
+        result = await asyncio.to_thread(_call, action, parameters)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    finally:
+        _CURRENT_STEP.reset(token)
 
 
 class _DeadlinePassed(StepTimeoutError):

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from flowledger.engine import invocation
-from flowledger.engine.invocation import MAX_MESSAGE_CHARS, Outcome, error_data, invoke
+from flowledger.engine.invocation import (
+    MAX_MESSAGE_CHARS,
+    Outcome,
+    current_step_id,
+    error_data,
+    invoke,
+)
 from flowledger.errors import (
     DefinitionError,
     DefinitionProblem,
@@ -569,6 +575,40 @@ async def test_a_cancelled_error_the_action_raises_itself_is_its_failure() -> No
     assert outcome.error is not None
     assert outcome.error["type"] == "CancelledError"
     assert outcome.error["retryable"] is True
+
+
+# -- the step being served ---------------------------------------------------------------
+
+
+async def test_an_async_action_knows_its_step_and_nothing_else_does() -> None:
+    async def which() -> str | None:
+        return current_step_id()
+
+    outcome = await invoke(which, {}, timeout=None, step_id="charge")
+
+    assert outcome.output == "charge"
+    assert current_step_id() is None
+
+
+async def test_a_plain_function_in_its_thread_knows_its_step_even_under_a_timeout() -> None:
+    def which() -> str | None:
+        return current_step_id()
+
+    outcome = await invoke(which, {}, timeout=5.0, step_id="refund")
+
+    assert outcome.output == "refund"
+    assert current_step_id() is None
+
+
+async def test_the_step_id_is_cleared_when_the_action_fails() -> None:
+    async def broken() -> None:
+        raise ValueError(current_step_id())
+
+    outcome = await invoke(broken, {}, timeout=None, step_id="boom")
+
+    assert outcome.error is not None
+    assert outcome.error["message"] == "boom"
+    assert current_step_id() is None
 
 
 # -- timing ------------------------------------------------------------------------------
