@@ -21,6 +21,7 @@ from flowledger.engine.audit import VerifyReport
 from flowledger.engine.engine import WorkflowEngine
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.notifications import Notification
+from flowledger.engine.what_if import StepComparison, WhatIfReport
 from flowledger.errors import (
     ActionRegistrationError,
     ActionSignatureError,
@@ -32,6 +33,7 @@ from flowledger.errors import (
     DefinitionProblem,
     ExecutionNotFoundError,
     FlowledgerError,
+    ImportConflictError,
     InvalidTransitionError,
     MissingInputError,
     NonRetryableError,
@@ -43,6 +45,9 @@ from flowledger.errors import (
     UnknownActionError,
     VersionNotFoundError,
 )
+from flowledger.projections.diffs import ExecutionDiff
+from flowledger.projections.step_metrics import StepMetrics
+from flowledger.projections.timeline import TimelineLine
 
 __all__ = [
     "ActionRegistrationError",
@@ -56,11 +61,13 @@ __all__ = [
     "DefinitionError",
     "DefinitionProblem",
     "Dependency",
+    "ExecutionDiff",
     "ExecutionNotFoundError",
     "ExecutionState",
     "ExecutionStatus",
     "FlowledgerError",
     "HistoryEntry",
+    "ImportConflictError",
     "InvalidTransitionError",
     "Ledger",
     "MissingInputError",
@@ -69,15 +76,19 @@ __all__ = [
     "OutputNotSerializableError",
     "RetryPolicy",
     "SchemaValidationError",
+    "StepComparison",
     "StepDefinition",
+    "StepMetrics",
     "StepState",
     "StepStatus",
     "StepTimeoutError",
     "StoreError",
+    "TimelineLine",
     "UnavailableOutputError",
     "UnknownActionError",
     "VerifyReport",
     "VersionNotFoundError",
+    "WhatIfReport",
     "WorkflowDefinition",
     "WorkflowEngine",
     "load_definition",

@@ -137,7 +137,8 @@ class WorkflowEngine:
         self._started = False
 
     def close(self) -> None:
-        """Release the store (after :meth:`stop`)."""
+        """Release the store and the ledger's read models (after :meth:`stop`)."""
+        self.ledger.close()
         self._app.close()
 
     # -- actions and listeners --------------------------------------------------------------

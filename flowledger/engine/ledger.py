@@ -1,25 +1,40 @@
 """The public ``Ledger``: the synchronous read side and audit of recorded executions.
 
 It reads what the engine recorded: an execution's state now, right after any event, or
-as of any moment; its history; lists of executions; and it verifies and exports stored
-histories. It can open a store of its own or share the engine's application (the only
-way to read a ``memory://`` store, which lives inside one application).
+as of any moment; its history; lists of executions and step metrics (from read models,
+:mod:`flowledger.engine.views`); and it verifies and exports stored histories. It can
+open a store of its own or share the engine's application (the only way to read a
+``memory://`` store, which lives inside one application).
 """
 
 from __future__ import annotations
 
 import builtins
+import threading
+from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from flowledger.domain.execution_state import aware
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.audit import VerifyReport, export_execution, history_of, verify_histories
+from flowledger.engine.bundles import import_bundle
 from flowledger.engine.ledger_app import DEFAULT_SNAPSHOT_INTERVAL, LedgerApplication
 from flowledger.engine.stores import StoreConfig
+from flowledger.engine.views import LedgerViews, scan_executions
 from flowledger.errors import VersionNotFoundError
+from flowledger.projections.diffs import ExecutionDiff, compare_executions, diff_states
+from flowledger.projections.execution_index import ExecutionQuery
+from flowledger.projections.step_metrics import StepMetrics
+from flowledger.projections.timeline import TimelineLine, audit_timeline
+
+if TYPE_CHECKING:
+    from flowledger.engine.what_if import DefinitionSource, WhatIfReport
+
+Moment = int | datetime
+"""A moment of an execution: an event version, or a timezone-aware time."""
 
 DEFAULT_LIST_LIMIT = 100
 """How many executions :meth:`Ledger.list` returns unless told otherwise."""
@@ -61,6 +76,8 @@ class Ledger:
         if application is None:
             application = LedgerApplication(store, snapshot_interval=snapshot_interval)
         self._app = application
+        self._views: LedgerViews | None = None
+        self._views_lock = threading.Lock()
 
     @property
     def application(self) -> LedgerApplication:
@@ -123,36 +140,84 @@ class Ledger:
         status: ExecutionStatus | str | None = None,
         workflow_id: str | None = None,
         limit: int | None = DEFAULT_LIST_LIMIT,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> builtins.list[ExecutionState]:
         """Return executions, most recently started first.
 
         "Most recently started" is the order in which the ledger recorded the starts.
-        This scans the store; a read model will make it cheaper.
+        The execution index is caught up first, then queried, and the states of the
+        executions found are loaded. On PostgreSQL the ledger is scanned instead (an
+        index kept in PostgreSQL itself is still to come).
 
         Args:
             status: Only executions in this status (an ``ExecutionStatus`` or its name,
                 in any case).
             workflow_id: Only executions of this workflow.
             limit: At most this many (None: all).
+            since: Only executions created at or after this moment (timezone-aware).
+            until: Only executions created at or before this moment (timezone-aware).
 
         Raises:
-            ValueError: ``status`` is not a status, or ``limit`` is negative.
+            ValueError: ``status`` is not a status, ``limit`` is negative, or ``since``
+                or ``until`` is naive.
+            StoreError: The read models cannot be opened or written.
         """
         wanted = _status(status)
         if limit is not None and limit < 0:
             msg = f"limit must be 0 or more, not {limit}"
             raise ValueError(msg)
-        started = [event for _, event in self._app.started_events()]
-        states: builtins.list[ExecutionState] = []
-        for event in reversed(started):
-            if limit is not None and len(states) >= limit:
-                break
-            if workflow_id is not None and event.workflow_id != workflow_id:
-                continue
-            state = self._app.load(event.execution_id).state()
-            if wanted is None or state.status is wanted:
-                states.append(state)
-        return states
+        query = ExecutionQuery(
+            status=wanted,
+            workflow_id=workflow_id,
+            since=None if since is None else aware(since, "since"),
+            until=None if until is None else aware(until, "until"),
+            limit=limit,
+        )
+        if limit == 0:
+            return []
+        views = self._read_models()
+        if not views.lists_executions:
+            return scan_executions(self._app, query)
+        return views.states(query)
+
+    def metrics(
+        self, workflow_id: str | None = None, action: str | None = None
+    ) -> builtins.list[StepMetrics]:
+        """Return step metrics per (workflow, action), sorted by workflow then action.
+
+        Counts attempts of steps that run an action: started, completed, failed (timed
+        out included), retries scheduled, timeouts, and duration percentiles. The step
+        metrics read model is caught up first.
+
+        Args:
+            workflow_id: Only this workflow's steps.
+            action: Only steps that run this action.
+
+        Raises:
+            StoreError: The read models cannot be opened or written.
+        """
+        return self._read_models().metrics(workflow_id, action)
+
+    def rebuild_views(self) -> None:
+        """Empty the read models and build them again from the ledger's first event.
+
+        Never needed for correctness; useful after restoring a ledger from a backup
+        without its views file, or to reclaim the views of a store whose records were
+        repaired.
+
+        Raises:
+            StoreError: The read models cannot be opened or written.
+        """
+        self._read_models().rebuild()
+
+    def _read_models(self) -> LedgerViews:
+        # Opened on first use, so a ledger that only reads histories creates no file.
+        with self._views_lock:
+            if self._views is None:
+                self._views = LedgerViews(self._app)
+            return self._views
 
     def verify(self, execution_id: str | None = None) -> VerifyReport:
         """Verify the hash chain of one execution's stored history, or of all of them.
@@ -176,8 +241,86 @@ class Ledger:
         """
         return export_execution(self._app, execution_id)
 
+    def import_bundle(self, bundle: Mapping[str, Any]) -> str:
+        """Store an exported execution (see :meth:`export`) after verifying it.
+
+        The events are stored exactly as recorded, so the imported execution verifies
+        and replays here with no actions registered. Importing a bundle whose history
+        is already stored changes nothing and returns its id.
+
+        Raises:
+            ChainError: The bundle does not verify (every problem is listed).
+            ImportConflictError: A different history is stored under the same id.
+            CorruptRecordError: The events verify but do not rebuild an execution.
+        """
+        return import_bundle(self._app, bundle)
+
+    def timeline(self, execution_id: str) -> builtins.list[TimelineLine]:
+        """Return the audit timeline: one human-readable line per recorded event.
+
+        Raises:
+            ExecutionNotFoundError: No execution has this id.
+            CorruptRecordError: A stored record cannot be read back.
+        """
+        return audit_timeline(self.history(execution_id))
+
+    def diff(self, execution_id: str, before: Moment, after: Moment | None = None) -> ExecutionDiff:
+        """Return what changed in one execution between two moments.
+
+        Args:
+            execution_id: The execution.
+            before: The earlier moment: an event version or a timezone-aware time.
+            after: The later moment (None: now).
+
+        Raises:
+            ExecutionNotFoundError: No execution has this id.
+            VersionNotFoundError: A moment is not in the history.
+        """
+        later = self.get(execution_id) if after is None else self._at(execution_id, after)
+        return diff_states(self._at(execution_id, before), later)
+
+    def compare(self, execution_id: str, other_id: str) -> ExecutionDiff:
+        """Return how two executions of the same workflow differ, step by step.
+
+        Raises:
+            ExecutionNotFoundError: Either execution does not exist.
+            ValueError: The executions run different workflows.
+        """
+        return compare_executions(self.get(execution_id), self.get(other_id))
+
+    def what_if(
+        self,
+        execution_id: str,
+        definition: DefinitionSource,
+        *,
+        stubs: Mapping[str, Any] | None = None,
+    ) -> WhatIfReport:
+        """Replay a recorded execution's input on a changed definition, in memory.
+
+        No action runs: recorded outcomes are served for steps whose action and
+        parameters are unchanged, the rest are stubbed. See
+        :func:`~flowledger.engine.what_if.what_if`.
+
+        Raises:
+            ExecutionNotFoundError: No execution has this id.
+            DefinitionError: ``definition`` is not a valid definition.
+        """
+        # Imported here: the replay runs an engine, and the engine imports the ledger.
+        from flowledger.engine.what_if import replay_what_if  # noqa: PLC0415
+
+        return replay_what_if(self, execution_id, definition, stubs=stubs)
+
+    def _at(self, execution_id: str, moment: Moment) -> ExecutionState:
+        if isinstance(moment, datetime):
+            return self.get(execution_id, at=moment)
+        return self.get(execution_id, version=moment)
+
     def close(self) -> None:
-        """Close the store, unless the application was shared with the ledger."""
+        """Close the read models, and the store unless it was shared with the ledger."""
+        with self._views_lock:
+            if self._views is not None:
+                self._views.close()
+                self._views = None
         if self._owns_application:
             self._app.close()
 
