@@ -1,48 +1,84 @@
 """The ``flowledger`` command: a thin layer over the public API.
 
 Exit codes: 0 success, 1 a failed check or execution, 2 bad usage or bad input. Errors
-are one line on stderr, never a traceback.
+are one line on stderr (``flowledger: ...``), never a traceback.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 import click
+from eventsourcing.domain import EventSourcingError
 
+from flowledger.cli.audit_commands import export, history, verify
 from flowledger.cli.definition_commands import graph, validate
+from flowledger.cli.execution_commands import at_command, cancel, list_command, pause, show
+from flowledger.cli.options import EXIT_BAD_INPUT
+from flowledger.cli.run_commands import resume_command, run_command
 from flowledger.errors import FlowledgerError
 
-EXIT_BAD_INPUT = 2
+__all__ = ["EXIT_BAD_INPUT", "cli", "main", "run"]
+
+COMMANDS = (
+    validate,
+    graph,
+    run_command,
+    list_command,
+    show,
+    history,
+    at_command,
+    verify,
+    cancel,
+    pause,
+    resume_command,
+    export,
+)
+"""Every command, in the order ``--help`` lists them."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OrderedGroup(click.Group):
+    """Lists commands in registration order (definition first, then operations, audit)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=_OrderedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="flowledger", prog_name="flowledger")
 def cli() -> None:
     """flowledger: durable workflows whose every state change is a verifiable ledger event."""
 
 
-cli.add_command(validate)
-cli.add_command(graph)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` and return its exit code (no ``sys.exit``)."""
     try:
         result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as exit_:
-        return exit_.exit_code
-    except click.ClickException as error:
-        click.echo(f"flowledger: {error.format_message()}", err=True)
-        return EXIT_BAD_INPUT
-    except click.Abort:
-        click.echo("flowledger: aborted", err=True)
-        return EXIT_BAD_INPUT
-    except FlowledgerError as error:
-        click.echo(f"flowledger: {_one_line(str(error))}", err=True)
+    except Exception as error:  # the edge: a user sees one line, never a traceback
+        click.echo(f"flowledger: {_one_line(message_of(error))}", err=True)
         return EXIT_BAD_INPUT
     return result if isinstance(result, int) else 0
+
+
+def message_of(error: Exception) -> str:
+    """Return the one-line message that reports an error to the user."""
+    if isinstance(error, click.ClickException):
+        return error.format_message()
+    if isinstance(error, click.Abort):
+        return "aborted"
+    if isinstance(error, FlowledgerError):
+        return str(error)
+    if isinstance(error, EventSourcingError | sqlite3.Error):
+        return f"store error: {type(error).__name__}: {error}"
+    if isinstance(error, OSError):
+        return f"{error.strerror or type(error).__name__}: {error.filename or error}"
+    return f"unexpected error: {type(error).__name__}: {error}"
 
 
 def main() -> None:

@@ -61,6 +61,15 @@ class TestValidate:
         assert len(problems) >= 3
         assert all(problem["path"].startswith("$") for problem in problems)
 
+    def test_problems_are_listed_for_people_too(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = write(tmp_path, "bad.json", json.dumps({"id": "w", "steps": [{"id": "a"}]}))
+        code = run(["validate", str(path)])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert out.startswith(f"{path}: 1 problem(s)\n  $.steps[0]")
+
     def test_missing_file_is_bad_input(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
