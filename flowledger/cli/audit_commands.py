@@ -44,11 +44,12 @@ def verify(execution_id: str | None, store: str | None, as_json: bool) -> int:
     if as_json:
         echo_json(report.to_dict())
     else:
-        _print_report(report)
+        print_verify_report(report)
     return 0 if report.ok else EXIT_FAILED
 
 
-def _print_report(report: VerifyReport) -> None:
+def print_verify_report(report: VerifyReport) -> None:
+    """Print a verification summary and each problem found, one per line."""
     counted = f"{report.executions} execution(s), {report.checked} event(s) checked"
     if report.ok:
         click.echo(f"verified: {counted}; every hash chain is intact")

@@ -6,6 +6,7 @@ are one line on stderr (``flowledger: ...``), never a traceback.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import click
 from eventsourcing.domain import EventSourcingError
 
+from flowledger.cli.analysis_commands import diff, import_command, metrics, replay
 from flowledger.cli.audit_commands import export, history, verify
 from flowledger.cli.definition_commands import graph, validate
 from flowledger.cli.execution_commands import at_command, cancel, list_command, pause, show
@@ -35,6 +37,10 @@ COMMANDS = (
     pause,
     resume_command,
     export,
+    import_command,
+    diff,
+    replay,
+    metrics,
 )
 """Every command, in the order ``--help`` lists them."""
 
@@ -56,8 +62,22 @@ for _command in COMMANDS:
     cli.add_command(_command)
 
 
+class _WarningLine(logging.Handler):
+    """Writes a warning the library logs as one prefixed line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"flowledger: warning: {_one_line(record.getMessage())}", err=True)
+
+
+def _report_warnings() -> None:
+    logger = logging.getLogger("flowledger")
+    if not any(isinstance(handler, _WarningLine) for handler in logger.handlers):
+        logger.addHandler(_WarningLine(logging.WARNING))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` and return its exit code (no ``sys.exit``)."""
+    _report_warnings()
     try:
         result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except Exception as error:  # the edge: a user sees one line, never a traceback

@@ -21,7 +21,7 @@ from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_d
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
-from flowledger.domain.status import ExecutionStatus
+from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
@@ -59,7 +59,9 @@ class WorkflowEngine:
         recover: On start, pick up every unfinished execution in the store and run it
             to its end. False for a process that only acts on the executions it is
             given (the command line's ``cancel`` or ``resume``), so it never runs
-            executions another process owns.
+            executions another process owns; a cancel or pause of an execution with
+            steps in flight is recorded and left to the engine running it, while a
+            resume takes the execution over.
     """
 
     def __init__(
@@ -258,7 +260,7 @@ class WorkflowEngine:
         def command(execution: Execution, at: datetime) -> None:
             execution.request_cancel(reason, actor, at, rollback=rollback)
 
-        return await self._command(execution_id, command)
+        return await self._command(execution_id, command, take_over=False)
 
     async def pause_workflow(
         self, execution_id: str, reason: str = "requested", *, actor: str | None = None
@@ -268,7 +270,7 @@ class WorkflowEngine:
         def command(execution: Execution, at: datetime) -> None:
             execution.pause(reason, at, actor=actor)
 
-        return await self._command(execution_id, command)
+        return await self._command(execution_id, command, take_over=False)
 
     async def resume_workflow(
         self,
@@ -341,7 +343,9 @@ class WorkflowEngine:
             if self._runners.get(runner.execution_id) is runner:
                 del self._runners[runner.execution_id]
 
-    async def _command(self, execution_id: str, command: Command) -> ExecutionState:
+    async def _command(
+        self, execution_id: str, command: Command, *, take_over: bool = True
+    ) -> ExecutionState:
         await self.start()
         runner = self._runners.get(execution_id)
         if runner is not None and not runner.closed:
@@ -353,6 +357,10 @@ class WorkflowEngine:
             command(execution, self._now())
             await self._save(execution)
             if execution.is_terminal or execution_id in self._runners:
+                return execution.state()
+            if not (take_over or self.recover) and _in_flight(execution):
+                # Another engine may be running these steps: record the command only,
+                # never interrupt them. The engine that runs it (or recovers it) acts on it.
                 return execution.state()
             task = self._spawn(execution)
         if execution.cancel_requested:
@@ -379,3 +387,9 @@ class WorkflowEngine:
     @staticmethod
     def _now() -> datetime:
         return datetime.now(UTC)
+
+
+def _in_flight(execution: Execution) -> bool:
+    """Whether a step of the execution is recorded as running (or compensating)."""
+    busy = (StepStatus.RUNNING, StepStatus.COMPENSATING)
+    return any(step.status in busy for step in execution.state().steps.values())

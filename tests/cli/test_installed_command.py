@@ -40,7 +40,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     commands = [line.split()[0] for line in listed.strip().splitlines()]
     assert commands == [
         "validate", "graph", "run", "list", "show", "history", "at", "verify", "cancel",
-        "pause", "resume", "export",
+        "pause", "resume", "export", "import", "diff", "replay", "metrics",
     ]  # fmt: skip
 
 
@@ -68,6 +68,16 @@ def test_main_path_on_the_default_store(tmp_path: Path) -> None:
     exported = flowledger("export", "order-1", "--output", "bundle.json", cwd=tmp_path)
     assert exported.returncode == 0
     assert json.loads((tmp_path / "bundle.json").read_text())["workflow_id"] == "order-fulfilment"
+    other = ("--store", "sqlite:///elsewhere.db")
+    assert flowledger("import", "bundle.json", *other, cwd=tmp_path).returncode == 0
+    assert flowledger("verify", "order-1", *other, cwd=tmp_path).returncode == 0
+    diff = flowledger("diff", "order-1", "--from", "1", "--to", "3", cwd=tmp_path)
+    assert "step validate_order: status: PENDING -> " in diff.stdout
+    replay = flowledger("replay", "order-1", str(EXAMPLES / "order_fulfilment.yaml"), cwd=tmp_path)
+    assert "first divergence: none" in replay.stdout
+    metrics = json.loads(flowledger("metrics", "--json", cwd=tmp_path).stdout)
+    charge = next(row for row in metrics if row["action"] == "charge_card")
+    assert (charge["count"], charge["failed"], charge["retries"]) == (2, 1, 1)
 
 
 def test_pause_resume_and_a_refused_cancel(tmp_path: Path) -> None:
@@ -111,6 +121,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["show", "no-such-execution"],
         ["list", "--store", "mysql://localhost/db"],
         ["at", "failed", "--version", "1", "--time", "2025-01-01T00:00:00Z"],
+        ["import", "cut.json"],
+        ["diff", "failed", "--from", "yesterday"],
+        ["replay", "no-such-execution", "w.json"],
     ],
     ids=[
         "missing-file",
@@ -119,6 +132,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "unknown-id",
         "bad-store",
         "version-and-time",
+        "truncated-bundle",
+        "bad-moment",
+        "replay-unknown-id",
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], recorded: Path) -> None:

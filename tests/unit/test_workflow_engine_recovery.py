@@ -208,6 +208,22 @@ class TestRecovery:
         assert entries(engine.ledger.history(left), "StepInterrupted") == []
         assert len(rerun.calls) == 1
 
+    async def test_an_engine_that_does_not_recover_leaves_steps_in_flight_alone(
+        self, make_engine: Make
+    ) -> None:
+        gate = Gate()
+        async with engine_with(make_engine, held=gate) as owner:
+            execution_id = await owner.start_workflow(workflow(step("held", "held")))
+            await gate.reached()
+            async with make_engine(recover=False) as bystander:
+                state = await bystander.pause_workflow(execution_id, actor="ops")
+            history = owner.ledger.history(execution_id)
+
+        assert state.status is ExecutionStatus.PAUSED
+        assert state.steps["held"].status is StepStatus.RUNNING
+        assert types_of(history)[-1] == "ExecutionPaused"
+        assert entries(history, "StepInterrupted") == []
+
     async def test_a_compensation_in_flight_at_shutdown_is_run_again(
         self, make_engine: Make
     ) -> None:
