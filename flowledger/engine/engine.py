@@ -73,17 +73,23 @@ class WorkflowEngine:
         retry_policy: RetryPolicy | None = None,
         snapshot_interval: int = 100,
         recover: bool = True,
+        application: LedgerApplication | None = None,
     ) -> None:
+        if application is not None and store is not None:
+            msg = "give a store or an application, not both"
+            raise ValueError(msg)
         self.recover = recover
         self.max_concurrent_steps = max_concurrent_steps
         self._slots = SlotPool(max_concurrent_steps)
         self._own_actions = ActionRegistry()
         self._user_actions = actions or ActionRegistry()
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
-        self._app = LedgerApplication(parse_store_url(store), snapshot_interval=snapshot_interval)
+        self._app = application or LedgerApplication(
+            parse_store_url(store), snapshot_interval=snapshot_interval
+        )
         self.ledger = Ledger(application=self._app)
         """The engine's ledger (read side and audit)."""
-        self._writer = LedgerWriter(self._app, snapshot_interval)
+        self._writer = LedgerWriter(self._app, self._app.snapshot_interval)
         self._publisher = Publisher()
         self._runners: dict[str, ExecutionRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()

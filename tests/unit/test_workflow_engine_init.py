@@ -17,6 +17,7 @@ from flowledger import (
     StepStatus,
     WorkflowEngine,
 )
+from flowledger.engine.ledger_app import LedgerApplication
 from tests.unit.conftest import WAIT, Gate, step, wait, workflow
 
 ACCEPTED_FORMS = ("memory://", "sqlite:///", "postgresql://")
@@ -268,3 +269,20 @@ class TestWorkflowEngineInit:
     def test_max_concurrent_steps_below_one_is_refused(self) -> None:
         with pytest.raises(ValueError, match="at least 1"):
             WorkflowEngine(store="memory://", max_concurrent_steps=0)
+
+
+class TestSharedApplication:
+    async def test_two_engines_share_one_memory_store_through_its_application(self) -> None:
+        application = LedgerApplication("memory://")
+        first = WorkflowEngine(application=application)
+        async with first:
+            state = await first.run_workflow({"id": "w", "steps": [{"id": "a", "action": "noop"}]})
+        second = WorkflowEngine(application=application, recover=False)
+        assert (await second.get_workflow_status(state.execution_id)).status == "COMPLETED"
+        second.close()
+
+    def test_a_store_and_an_application_together_are_refused(self) -> None:
+        application = LedgerApplication("memory://")
+        with pytest.raises(ValueError, match="not both"):
+            WorkflowEngine("memory://", application=application)
+        application.close()
