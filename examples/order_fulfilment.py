@@ -14,7 +14,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from flowledger import ActionRegistry, HistoryEntry, Ledger, NonRetryableError, WorkflowEngine
+from flowledger import ActionRegistry, Ledger, NonRetryableError, WorkflowEngine
 
 HERE = Path(__file__).resolve().parent
 actions = ActionRegistry()
@@ -46,32 +46,15 @@ async def ship(order_id: str, label: str) -> dict[str, object]:
     return {"tracking": f"TRK-{order_id}", "label": label}
 
 
-DESCRIBE = {
-    "StepStarted": lambda d: f"attempt {d['attempt']} with {d['parameters']}",
-    "StepCompleted": lambda d: f"output {d['output']}",
-    "StepRolledBack": lambda d: f"output {d['output']}",
-    "StepFailed": lambda d: f"{d['error']['type']}: {d['error']['message']}",
-    "ExecutionFailed": lambda d: f"{d['error']['type']}: {d['error']['message']}",
-    "StepRetryScheduled": lambda d: f"attempt {d['next_attempt']} not before {d['not_before']}",
-    "ConditionEvaluated": lambda d: f"{d['condition']!r} -> {d['value']}",
-    "RollbackStarted": lambda d: d["reason"],
-    "StepSkipped": lambda d: d["reason"],
-}
-
-
-def describe(entry: HistoryEntry) -> str:
-    formatter = DESCRIBE.get(entry.type)
-    return formatter(entry.data) if formatter else ""
-
-
 def print_history(ledger: Ledger, execution_id: str) -> None:
+    """Print the execution's audit timeline: one line per recorded event, with its hash."""
     state = ledger.get(execution_id)
     print(f"\nexecution {execution_id}: {state.status.value}")
-    for entry in ledger.history(execution_id):
-        step = entry.step_id or ""
+    hashes = {entry.version: entry.hash for entry in ledger.history(execution_id)}
+    for line in ledger.timeline(execution_id):
         print(
-            f"  {entry.version:>3} {entry.timestamp:%H:%M:%S.%f} {entry.type:<20} "
-            f"{step:<15} {describe(entry)}  [{entry.hash[:10]}]"
+            f"  {line.version:>3} {line.timestamp:%H:%M:%S.%f} {line.type:<20} "
+            f"{line.text}  [{hashes[line.version][:10]}]"
         )
     report = ledger.verify(execution_id)
     print(f"  hash chain: {'verified' if report.ok else report.problems} ({report.checked} events)")

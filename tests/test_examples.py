@@ -23,5 +23,5 @@ def test_order_fulfilment_prints_two_verified_audit_histories(tmp_path: Path) ->
     assert "execution order-1-demo: COMPLETED" in out
     assert "execution order-2-demo: ROLLED_BACK" in out
     assert "StepRetryScheduled" in out
-    assert "output {'refunded': 'ch_order-2'}" in out
+    assert 'compensation returned {"refunded":"ch_order-2"}' in out
     assert out.count("hash chain: verified") == 2
