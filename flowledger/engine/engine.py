@@ -32,6 +32,7 @@ from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
 from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
+from flowledger.engine.store_calls import StoreCalls
 from flowledger.engine.stores import parse_store_url
 from flowledger.engine.writer import LedgerWriter
 from flowledger.errors import (
@@ -90,6 +91,7 @@ class WorkflowEngine:
         self.ledger = Ledger(application=self._app)
         """The engine's ledger (read side and audit)."""
         self._writer = LedgerWriter(self._app, self._app.snapshot_interval)
+        self._store_calls = StoreCalls()  # reads in threads, waited for on close
         self._publisher = Publisher()
         self._runners: dict[str, ExecutionRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,7 +125,7 @@ class WorkflowEngine:
         self._writer.start()
         if not self.recover:
             return
-        for execution_id in await asyncio.to_thread(lambda: list(self._app.execution_ids())):
+        for execution_id in await self._store_calls.run(lambda: list(self._app.execution_ids())):
             execution = await self._load(execution_id)
             if not execution.is_terminal:
                 self._spawn(execution)
@@ -145,7 +147,12 @@ class WorkflowEngine:
         self._started = False
 
     def close(self) -> None:
-        """Release the store and the ledger's read models (after :meth:`stop`)."""
+        """Release the store and the ledger's read models (after :meth:`stop`).
+
+        Waits for reads still running in worker threads (a stopped engine's cancelled
+        reads run on until they return) before the store is closed.
+        """
+        self._store_calls.close()
         self.ledger.close()
         self._app.close()
 
@@ -241,7 +248,7 @@ class WorkflowEngine:
 
     async def get_workflow_status(self, execution_id: str) -> ExecutionState:
         """Return the execution's current state, from the store."""
-        return await asyncio.to_thread(self.ledger.get, execution_id)
+        return await self._store_calls.run(self.ledger.get, execution_id)
 
     # -- operators' commands --------------------------------------------------------------
 
@@ -306,12 +313,12 @@ class WorkflowEngine:
 
         async def catch_up() -> list[Notification]:
             if execution_id is None:
-                ids = await asyncio.to_thread(lambda: list(self._app.execution_ids()))
+                ids = await self._store_calls.run(lambda: list(self._app.execution_ids()))
             else:
                 ids = [execution_id]
             notes: list[Notification] = []
             for key in ids:
-                entries = await asyncio.to_thread(self.ledger.history, key)
+                entries = await self._store_calls.run(self.ledger.history, key)
                 notes.extend(notifications_of(key, entries))
             return notes
 
@@ -353,12 +360,14 @@ class WorkflowEngine:
         self, execution_id: str, command: Command, *, take_over: bool = True
     ) -> ExecutionState:
         await self.start()
-        runner = self._runners.get(execution_id)
-        if runner is not None and not runner.closed:
-            await runner.submit(command)
+        if await self._hand_to_runner(execution_id, command):
             return await self.get_workflow_status(execution_id)
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
+            # Looked up again: the command that held the lock may have spawned a runner,
+            # and a save beside a running runner conflicts with its saves.
+            if await self._hand_to_runner(execution_id, command):
+                return await self.get_workflow_status(execution_id)
             execution = await self._load(execution_id)
             command(execution, self._now())
             await self._save(execution)
@@ -374,6 +383,14 @@ class WorkflowEngine:
             await asyncio.shield(task)
         return await self.get_workflow_status(execution_id)
 
+    async def _hand_to_runner(self, execution_id: str, command: Command) -> bool:
+        """Run ``command`` through the execution's runner, if one is running it."""
+        runner = self._runners.get(execution_id)
+        if runner is None or runner.closed:
+            return False
+        await runner.submit(command)
+        return True
+
     async def _save(self, execution: Execution) -> list[ExecutionEvent]:
         events = await self._writer.save(execution)
         if events:
@@ -381,7 +398,7 @@ class WorkflowEngine:
         return events
 
     async def _load(self, execution_id: str) -> Execution:
-        return await asyncio.to_thread(self._app.load, execution_id)
+        return await self._store_calls.run(self._app.load, execution_id)
 
     async def _exists(self, execution_id: str) -> bool:
         try:

@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flowledger.domain.definition import StepDefinition
+from flowledger.domain.definition import StepDefinition, WorkflowDefinition
 from flowledger.domain.definition.model import RetryPolicy
 from flowledger.domain.execution import Execution
-from flowledger.domain.status import ExecutionStatus
+from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.invocation import Outcome, error_data
 from flowledger.engine.retries import effective_policy, next_retry_time, should_retry
@@ -108,3 +108,33 @@ def _schedule_retry(
     if should_retry(policy, attempt, error):
         not_before = next_retry_time(policy, attempt + 1, at, random)
         execution.schedule_retry(step.id, not_before, at)
+
+
+def schedule_missing_retries(
+    execution: Execution,
+    definition: WorkflowDefinition,
+    at: datetime,
+    *,
+    default_policy: RetryPolicy,
+    random: Callable[[], float],
+) -> None:
+    """On recovery, decide again the retries of failures recorded without their decision.
+
+    :func:`record_outcome` records a failure and its retry in one save, but a store may
+    keep a prefix of a save (any prefix of a history is one): the history then ends
+    with a failure and no retry, which would read as final. The decision is taken again
+    from the recorded error, as it was taken then. Recorded errors keep only the bare
+    type, so a ``non_retryable`` entry given as a qualified name is matched here by its
+    class name.
+    """
+    for step_id, step in execution.state().steps.items():
+        if step.status is not StepStatus.FAILED or step.not_before is not None or not step.error:
+            continue
+        step_definition = definition.step(step_id)
+        policy = effective_policy(step_definition, default_policy)
+        bare_names = {name.rpartition(".")[2] for name in policy.non_retryable}
+        if step.error["type"] in bare_names:
+            continue
+        _schedule_retry(
+            execution, step_definition, step.error, at, default_policy=policy, random=random
+        )

@@ -25,7 +25,12 @@ from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine import decisions as d
 from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.invocation import Outcome, invoke
-from flowledger.engine.outcomes import record_compensation, record_outcome, refusal
+from flowledger.engine.outcomes import (
+    record_compensation,
+    record_outcome,
+    refusal,
+    schedule_missing_retries,
+)
 from flowledger.engine.planning import compensation_decision, definition_of, plan
 from flowledger.engine.slots import SlotPool
 
@@ -341,7 +346,7 @@ class ExecutionRunner:
         A step left RUNNING is recorded as interrupted; the planner starts it again (or
         cancels it when the execution is ending). A step left COMPENSATING has its
         compensation run again: an action runs at least once, a recorded outcome never
-        twice.
+        twice. A failure whose retry decision was not stored is decided again.
         """
         execution, at = self._execution, self._services.clock()
         state = execution.state()
@@ -349,6 +354,13 @@ class ExecutionRunner:
             if step.status is StepStatus.RUNNING:
                 execution.interrupt_step(step_id, at)
                 self._interrupted.add(step_id)
+        schedule_missing_retries(
+            execution,
+            self._definition,
+            at,
+            default_policy=self._services.retry_policy,
+            random=self._services.random,
+        )
         await self._save()
         for step_id, step in state.steps.items():
             if step.status is StepStatus.COMPENSATING:

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flowledger import ExecutionStatus, Ledger, StepStatus, WorkflowEngine
+from flowledger import ExecutionStatus, Ledger, StepStatus, WorkflowEngine, load_definition
+from flowledger.domain.execution import Execution
+from flowledger.engine.ledger_app import LedgerApplication
 from tests.unit.conftest import (
     WAIT,
     EventWatcher,
@@ -223,6 +225,28 @@ class TestRecovery:
         assert state.steps["held"].status is StepStatus.RUNNING
         assert types_of(history)[-1] == "ExecutionPaused"
         assert entries(history, "StepInterrupted") == []
+
+    async def test_a_failure_stored_without_its_retry_decision_is_retried_on_recovery(
+        self, make_engine: Make, store_url: str
+    ) -> None:
+        definition = load_definition(
+            workflow(step("flaky", "flaky", retry={"max_attempts": 2, "initial_interval": 0}))
+        )
+        execution = Execution.start("cut", definition, {}, datetime.now(UTC))
+        execution.start_step("flaky", {}, datetime.now(UTC))
+        error = {"type": "ConnectionError", "message": "reset", "retryable": True}
+        execution.fail_step("flaky", error, True, 1.0, datetime.now(UTC))
+        with LedgerApplication(store_url) as app:  # a history that ends at the failure
+            app.save(execution)
+
+        rerun = Recorder("flaky")
+        async with engine_with(make_engine, flaky=rerun) as engine:
+            state = await engine.wait_for("cut", timeout=WAIT)
+            history = engine.ledger.history("cut")
+
+        assert state.status is ExecutionStatus.COMPLETED
+        assert state.steps["flaky"].attempts == 2
+        assert [e.data["next_attempt"] for e in entries(history, "StepRetryScheduled")] == [2]
 
     async def test_a_compensation_in_flight_at_shutdown_is_run_again(
         self, make_engine: Make
