@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from flowledger import WorkflowEngine
 from flowledger.domain import snapshot as snapshots
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -32,3 +34,18 @@ def empty_cache() -> Iterator[None]:
     yield
     snapshots._DEFINITIONS.clear()
     snapshots._DEFINITIONS.update(saved)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A SQLite store in the test's own directory."""
+    return f"sqlite:///{tmp_path}/ledger.db"
+
+
+@pytest.fixture
+async def engine(url: str) -> AsyncIterator[WorkflowEngine]:
+    """A started engine on :func:`url`; stopped and closed afterwards."""
+    started = WorkflowEngine(store=url)
+    async with started:
+        yield started
+    started.close()

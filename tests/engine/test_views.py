@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -29,19 +29,6 @@ from flowledger.projections.view_store import LoggedEvent
 from tests.unit.conftest import FAST_RETRY, WAIT, step, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"
-
-
-@pytest.fixture
-async def engine(url: str) -> AsyncIterator[WorkflowEngine]:
-    started = WorkflowEngine(store=url)
-    async with started:
-        yield started
-    started.close()
 
 
 async def run_some(engine: WorkflowEngine, count: int, first: int = 0) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from flowledger import ExecutionStatus, WorkflowEngine
 from flowledger.engine.ledger import Ledger
@@ -21,19 +18,6 @@ from flowledger.projections.execution_index import (
 from flowledger.projections.view_store import VIEWS_SCHEMA_VERSION, LoggedEvent, ViewStore
 from tests.projections.recorded import record_every_status
 from tests.unit.conftest import WAIT, step, workflow
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"
-
-
-@pytest.fixture
-async def engine(url: str) -> AsyncIterator[WorkflowEngine]:
-    started = WorkflowEngine(store=url)
-    async with started:
-        yield started
-    started.close()
 
 
 def logged(app: LedgerApplication) -> list[LoggedEvent]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,19 +20,6 @@ from flowledger.projections.step_metrics import StepMetrics, StepMetricsProjecti
 from flowledger.projections.view_store import LoggedEvent, ViewStore
 from tests.domain.factories import at
 from tests.unit.conftest import FAST_RETRY, WAIT, graph, node, step, workflow
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"
-
-
-@pytest.fixture
-async def engine(url: str) -> AsyncIterator[WorkflowEngine]:
-    started = WorkflowEngine(store=url)
-    async with started:
-        yield started
-    started.close()
 
 
 def nearest_rank(values: list[float], share: float) -> float:
