@@ -16,16 +16,12 @@ from hypothesis import strategies as st
 from flowledger import ExecutionStatus, WorkflowEngine
 from flowledger.domain.canonical import canonical_json, encode_payload, sha256_hex
 from flowledger.domain.chain import GENESIS, event_hash
+from flowledger.domain.event_catalogue import EVENT_CLASSES
 from flowledger.domain.events import ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.engine.audit import entry_json
-from flowledger.engine.bundles import (
-    BUNDLE_KEYS,
-    EVENT_CLASSES,
-    EXECUTION_TOPIC,
-    import_bundle,
-    verify_bundle,
-)
+from flowledger.engine.bundle_events import BUNDLE_KEYS, EXECUTION_TOPIC
+from flowledger.engine.bundles import import_bundle, verify_bundle
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import SHORT_EXECUTION, LedgerApplication
 from flowledger.errors import ChainError, CorruptRecordError, ImportConflictError
