@@ -360,12 +360,10 @@ class WorkflowEngine:
         self, execution_id: str, command: Command, *, take_over: bool = True
     ) -> ExecutionState:
         await self.start()
-        if await self._hand_to_runner(execution_id, command):
-            return await self.get_workflow_status(execution_id)
         lock = self._locks.setdefault(execution_id, asyncio.Lock())
         async with lock:
-            # Looked up again: the command that held the lock may have spawned a runner,
-            # and a save beside a running runner conflicts with its saves.
+            # Looked up under the lock: the command that held it may have spawned a
+            # runner, and a save beside a running runner conflicts with its saves.
             if await self._hand_to_runner(execution_id, command):
                 return await self.get_workflow_status(execution_id)
             execution = await self._load(execution_id)
