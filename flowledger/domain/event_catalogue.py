@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 
 from flowledger.domain import events
-from flowledger.domain.events import ExecutionEvent
+from flowledger.domain.events import ExecutionEvent, ExecutionTransition
+from flowledger.domain.status import ExecutionStatus
 
 
 def _concrete_event_classes() -> dict[str, type[ExecutionEvent]]:
@@ -23,3 +24,10 @@ def _concrete_event_classes() -> dict[str, type[ExecutionEvent]]:
 
 EVENT_CLASSES = _concrete_event_classes()
 """Event class by the name a history records (``type``), for every recordable event."""
+
+TERMINAL_EVENTS = frozenset(
+    name
+    for name, cls in EVENT_CLASSES.items()
+    if issubclass(cls, ExecutionTransition) and ExecutionStatus(cls.STATUS).is_terminal
+)
+"""Names of the events that end an execution (they move it to a terminal status)."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowledger.domain.definition import WorkflowDefinition
+from flowledger.domain.event_catalogue import TERMINAL_EVENTS
 from flowledger.domain.events import ExecutionEvent, StepCompleted, StepRolledBack
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
@@ -32,17 +33,6 @@ ROLLBACK = "rollback"
 
 RESUME = "resume"
 """Property 4: pausing on an input and resuming with it ends as having it from the start."""
-
-TERMINAL_EVENTS = frozenset(
-    {
-        "ExecutionCompleted",
-        "ExecutionFailed",
-        "ExecutionRolledBack",
-        "ExecutionCancelled",
-        "RollbackFailed",
-    }
-)
-"""The events that end an execution."""
 
 
 class PropertyViolation(AssertionError):

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from flowledger.domain.event_catalogue import TERMINAL_EVENTS
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.ledger import Ledger
@@ -57,16 +58,6 @@ WORKER_ENV = {
 
 POLL_INTERVAL = 0.002
 """Seconds between two looks at the log while waiting for a worker to begin."""
-
-TERMINAL_EVENTS = frozenset(
-    {
-        "ExecutionCompleted",
-        "ExecutionFailed",
-        "ExecutionRolledBack",
-        "ExecutionCancelled",
-        "RollbackFailed",
-    }
-)
 
 
 # -- the actions' log ---------------------------------------------------------------------

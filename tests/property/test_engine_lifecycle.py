@@ -22,6 +22,7 @@ from flowledger import (
     InvalidTransitionError,
     WorkflowEngine,
 )
+from flowledger.domain.event_catalogue import TERMINAL_EVENTS
 from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE, STEP_LIFECYCLE
 from tests.property.engine_runs import EXECUTION_ID, OPERATOR, WAIT, EngineRun, running
 from tests.property.workflows import (
@@ -31,14 +32,6 @@ from tests.property.workflows import (
     command_schedules,
     workflow_runs,
 )
-
-TERMINAL_EVENTS = {
-    "ExecutionCompleted",
-    "ExecutionFailed",
-    "ExecutionCancelled",
-    "ExecutionRolledBack",
-    "RollbackFailed",
-}
 
 
 def _count(history: list[HistoryEntry], kind: str, actor: str | None = None) -> int:
