@@ -359,6 +359,27 @@ class Execution(ExecutionRecord):
         self._transition("fail_rollback", at, step_id)
         self._append(ev.RollbackFailed, at, step_id=step_id, error=error_data(error))
 
+    # -- leases (stores shared by several engines) ---------------------------------
+
+    def claim(self, worker: str, at: datetime) -> None:
+        """Record that ``worker`` drives the execution from now on (it holds the lease).
+
+        A worker that stopped without handing the execution back is named as the
+        previous one.
+        """
+        self._require("claim", at, NON_TERMINAL)
+        self._append(ev.ExecutionClaimed, at, worker=worker, previous_worker=self.worker)
+
+    def take_over(self, worker: str, previous_worker: str, at: datetime) -> None:
+        """Record that ``worker`` took over from ``previous_worker``, whose lease expired."""
+        self._require("take_over", at, NON_TERMINAL)
+        self._append(ev.ExecutionTakenOver, at, worker=worker, previous_worker=previous_worker)
+
+    def release(self, worker: str, reason: str, at: datetime) -> None:
+        """Record that ``worker`` handed the execution back (nothing of it in flight)."""
+        self._require("release", at, NON_TERMINAL)
+        self._append(ev.ExecutionReleased, at, worker=worker, reason=reason)
+
     def complete(self, outputs: Any, at: datetime) -> None:
         """End the execution COMPLETED with ``outputs`` (recorded as given)."""
         self._transition("complete", at)

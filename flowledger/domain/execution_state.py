@@ -120,6 +120,11 @@ def deep_merge(base: Any, patch: Any) -> Any:
 class ExecutionRecord(Aggregate):
     """What an execution records, its queries, and the checks its commands make."""
 
+    if TYPE_CHECKING:
+        # Set by the first claim, never in __init__: snapshots taken before workers
+        # were recorded do not hold it, and a loaded execution must equal its replay.
+        _worker: str | None
+
     def __init__(self) -> None:
         """Prepare an empty, PENDING execution (``ExecutionStarted`` fills it in)."""
         self._execution_id = ""
@@ -178,6 +183,12 @@ class ExecutionRecord(Aggregate):
         return self._chain_head
 
     @property
+    def worker(self) -> str | None:
+        """The worker whose lease drives the execution, or None (not claimed)."""
+        worker: str | None = self.__dict__.get("_worker")
+        return worker
+
+    @property
     def cancel_requested(self) -> bool:
         """True once cancelling was asked for."""
         return self._cancel_requested
@@ -220,6 +231,7 @@ class ExecutionRecord(Aggregate):
             updated_at=self.modified_on,
             definition_hash=self._definition_hash,
             cancel_requested=self._cancel_requested,
+            worker=self.worker,
         )
 
     # -- reading one step at a time (the planner reads only what changed) -------------

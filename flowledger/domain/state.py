@@ -63,6 +63,8 @@ class ExecutionState:
         updated_at: When its latest event happened.
         definition_hash: SHA-256 of the canonical definition it runs.
         cancel_requested: True once a cancel was asked for.
+        worker: The worker whose lease drives it (stores shared by several engines),
+            or None.
     """
 
     execution_id: str
@@ -78,6 +80,7 @@ class ExecutionState:
     updated_at: datetime
     definition_hash: str
     cancel_requested: bool = False
+    worker: str | None = None
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,12 @@ def _condition(f: _Fields) -> str:
     return f"{edge}: condition `{brief(expression, 60)}` was {value}, branch {taken}"
 
 
+def _claimed(f: _Fields) -> str:
+    previous = f.get("previous_worker")
+    after = "" if previous is None else f" (after {brief(previous, 60)} stopped)"
+    return f"claimed by worker {f.text('worker', 60)}{after}"
+
+
 def _step_failed(f: _Fields) -> str:
     retry = "retryable" if f.get("retryable") else "not retryable"
     return (
@@ -268,6 +274,12 @@ _DESCRIBERS: dict[str, Callable[[_Fields], str]] = {
     "ExecutionCompleted": lambda f: f"execution completed (outputs of: {_keys(f.get('outputs'))})",
     "ExecutionFailed": _failed("execution failed"),
     "ConditionEvaluated": _condition,
+    "ExecutionClaimed": _claimed,
+    "ExecutionTakenOver": lambda f: (
+        f"worker {f.text('worker', 60)} took over from {f.text('previous_worker', 60)},"
+        " whose lease expired"
+    ),
+    "ExecutionReleased": lambda f: f"worker {f.text('worker', 60)} handed it back{f.because()}",
     "StepStarted": lambda f: (
         f"{f.step()} attempt {f.text('attempt', 10)} started"
         f" (parameters: {_keys(f.get('parameters'))})"

@@ -242,10 +242,14 @@ def rolled_back(*, compensation_fails: bool, execution_id: str = "ex") -> Execut
 
 
 def completed(execution_id: str = "ex") -> Execution:
-    """Paused and resumed on request, then completed."""
+    """Paused and resumed on request, claimed, taken over, handed back, then completed."""
     execution = Execution.start(execution_id, chain_definition("a"), {}, at(0))
     execution.pause("operator", at(1), actor="carol")
     execution.resume(None, at(2))
+    execution.claim("worker-1", at(2))
+    execution.take_over("worker-2", "worker-1", at(2))
+    execution.release("worker-2", "shutting down", at(2))
+    execution.claim("worker-3", at(2))
     execution.start_step("a", {}, at(3))
     execution.complete_step("a", [1, 2], 0.5, at(4))
     execution.complete({"a": [1, 2]}, at(5))
