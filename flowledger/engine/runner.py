@@ -33,11 +33,32 @@ from flowledger.engine.outcomes import (
 )
 from flowledger.engine.planning import compensation_decision, definition_of, plan
 from flowledger.engine.slots import SlotPool
+from flowledger.errors import ConcurrencyConflictError, FlowledgerError
 
 logger = logging.getLogger(__name__)
 
 Command = Callable[[Execution, datetime], None]
 """An operator's command: applies aggregate commands at the given time."""
+
+MAX_CONFLICTS = 20
+"""Saves in a row another engine may get in first before the runner gives up."""
+
+RELEASE_REASON = "the worker is stopping"
+"""The reason recorded when a draining runner hands its execution back."""
+
+
+class LeaseLost(FlowledgerError):
+    """Another worker took the execution over: this runner must stop driving it.
+
+    Attributes:
+        execution_id: The execution.
+        worker: The worker that drives it now (None: it was handed back).
+    """
+
+    def __init__(self, execution_id: str, worker: str | None) -> None:
+        self.execution_id = execution_id
+        self.worker = worker
+        super().__init__(f"execution {execution_id!r} is driven by worker {worker!r} now")
 
 
 @dataclass
@@ -51,6 +72,8 @@ class EngineServices:
     reload: Callable[[str], Awaitable[Execution]]
     clock: Callable[[], datetime]
     random: Callable[[], float]
+    worker: str | None = None
+    """The worker this engine is on a shared store (None: the store is not shared)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,10 @@ class ExecutionRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._interrupted: set[str] = set()
         self._refused = False  # a start in the latest plan failed before its action ran
+        self._unsaved: list[_Finished] = []  # outcomes recorded since the last save
+        self._draining = False
+        self.released = False
+        """True once the runner handed the execution back (see :meth:`drain`)."""
         self.closed = False
         """True once the runner has stopped taking commands."""
 
@@ -91,6 +118,19 @@ class ExecutionRunner:
     def execution_id(self) -> str:
         """The id of the execution this runner drives."""
         return self._execution.execution_id
+
+    @property
+    def execution(self) -> Execution:
+        """The execution as this runner last saved (or loaded) it."""
+        return self._execution
+
+    def drain(self) -> None:
+        """Start nothing new; stop once the steps in flight are recorded.
+
+        On a shared store the runner then hands the execution back (unless it rests).
+        """
+        self._draining = True
+        self._inbox.put_nowait(_TICK)
 
     def submit(self, command: Command) -> asyncio.Future[None]:
         """Queue an operator's command; the future settles once it is saved (or refused).
@@ -117,6 +157,7 @@ class ExecutionRunner:
                 await self._advance()
                 if self._at_rest():
                     self.closed = True
+                    await self._release_if_draining()
                     return
                 await self._handle(await self._inbox.get())
         finally:
@@ -133,12 +174,30 @@ class ExecutionRunner:
         that used them all makes it queue for a slot), and decides all that is due unless
         it says ``replan`` or a start was refused: then the runner plans again.
         """
+        for _ in range(MAX_CONFLICTS):
+            launches = self._decide()
+            try:
+                saved = await self._save()
+            except BaseException:
+                self._release_slots(launches)
+                raise
+            if saved:
+                for launch in launches:
+                    launch()
+                return
+            self._release_slots(launches)  # planned on what another engine changed: again
+        raise ConcurrencyConflictError([self.execution_id])
+
+    def _decide(self) -> list[Callable[[], None]]:
+        """Plan and apply what can be decided now; return the launches to make once saved."""
         launches: list[Callable[[], None]] = []
         saturated = False
         withheld = False
         wake_at: datetime | None = None
         for _ in range(len(self._definition.steps) * 4 + 8):
             available = self._services.slots.free_now + (1 if self._slot_held else 0)
+            if self._draining:
+                available = 0
             decided = plan(
                 self._execution,
                 self._definition,
@@ -161,16 +220,21 @@ class ExecutionRunner:
         if self._slot_held and not saturated:
             self._release_slot()  # taken for a start that was not wanted after all
             self._slot_held = False
-        if withheld and self._slot_waiter is None:
+        if withheld and self._slot_waiter is None and not self._draining:
             # A start was due but every slot is taken: queue for one, then plan again.
             self._slot_waiter = asyncio.create_task(self._wait_for_slot())
-        await self._save()
-        for launch in launches:
-            launch()
+        return launches
+
+    def _release_slots(self, launches: list[Callable[[], None]]) -> None:
+        """Give back the slot each unlaunched start or compensation took."""
+        for _ in launches:
+            self._release_slot()
 
     def _at_rest(self) -> bool:
         if self._in_flight or self._slot_waiter is not None or not self._inbox.empty():
             return False
+        if self._draining:
+            return True
         status = self._execution.status
         if status.is_terminal or status is ExecutionStatus.PAUSED:
             return True
@@ -182,12 +246,14 @@ class ExecutionRunner:
     async def _handle(self, message: _Finished | _Submitted | str) -> None:
         if isinstance(message, _Finished):
             self._record_outcome(message)
+            self._unsaved.append(message)
             while not self._inbox.empty():  # several outcomes share one save
                 queued = self._inbox.get_nowait()
                 if not isinstance(queued, _Finished):
                     self._inbox.put_nowait(queued)
                     break
                 self._record_outcome(queued)
+                self._unsaved.append(queued)
         elif isinstance(message, _Submitted):
             await self._run_command(message)
         elif message == _SLOT:
@@ -197,8 +263,12 @@ class ExecutionRunner:
 
     async def _run_command(self, submitted: _Submitted) -> None:
         try:
-            submitted.command(self._execution, self._services.clock())
-            await self._save()
+            for _ in range(MAX_CONFLICTS):
+                submitted.command(self._execution, self._services.clock())
+                if await self._save():
+                    break
+            else:
+                raise ConcurrencyConflictError([self.execution_id])
         except BaseException as error:
             if not submitted.done.done():
                 submitted.done.set_exception(error)
@@ -208,15 +278,49 @@ class ExecutionRunner:
         if not submitted.done.done():
             submitted.done.set_result(None)
 
-    async def _save(self) -> None:
+    async def _save(self) -> bool:
+        """Save what was recorded; False when another engine recorded events first.
+
+        After a conflict the execution is reloaded with the other engine's events (an
+        operator's command from another process, say) and the outcomes recorded since
+        the last save are recorded again on it; the caller decides again. A runner
+        that lost its lease to another worker stops (:class:`LeaseLost`).
+        """
         if not self._execution.pending_events:
-            return
+            return True
         try:
             await self._services.save(self._execution)
+        except ConcurrencyConflictError:
+            await self._reload()
+            return False
         except BaseException:
             # The aggregate is ahead of the store: take the store's word for it.
             self._execution = await self._services.reload(self.execution_id)
             raise
+        self._unsaved.clear()
+        return True
+
+    async def _reload(self) -> None:
+        self._execution = execution = await self._services.reload(self.execution_id)
+        worker = self._services.worker
+        if worker is not None and execution.worker != worker:
+            raise LeaseLost(self.execution_id, execution.worker)
+        for finished in self._unsaved:
+            self._record_outcome(finished)
+
+    async def _release_if_draining(self) -> None:
+        """Hand a drained execution back, unless it rests (terminal or paused)."""
+        worker, execution = self._services.worker, self._execution
+        if not self._draining or worker is None or execution.worker != worker:
+            return
+        if execution.is_terminal or execution.status is ExecutionStatus.PAUSED:
+            return
+        for _ in range(MAX_CONFLICTS):
+            execution.release(worker, RELEASE_REASON, self._services.clock())
+            if await self._save():
+                self.released = True
+                return
+            execution = self._execution
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -348,20 +452,25 @@ class ExecutionRunner:
         compensation run again: an action runs at least once, a recorded outcome never
         twice. A failure whose retry decision was not stored is decided again.
         """
-        execution, at = self._execution, self._services.clock()
-        state = execution.state()
-        for step_id, step in state.steps.items():
-            if step.status is StepStatus.RUNNING:
-                execution.interrupt_step(step_id, at)
-                self._interrupted.add(step_id)
-        schedule_missing_retries(
-            execution,
-            self._definition,
-            at,
-            default_policy=self._services.retry_policy,
-            random=self._services.random,
-        )
-        await self._save()
+        for _ in range(MAX_CONFLICTS):
+            execution, at = self._execution, self._services.clock()
+            state = execution.state()
+            for step_id, step in state.steps.items():
+                if step.status is StepStatus.RUNNING:
+                    execution.interrupt_step(step_id, at)
+                    self._interrupted.add(step_id)
+            schedule_missing_retries(
+                execution,
+                self._definition,
+                at,
+                default_policy=self._services.retry_policy,
+                random=self._services.random,
+            )
+            if await self._save():
+                break
+        else:
+            raise ConcurrencyConflictError([self.execution_id])
+        execution = self._execution
         for step_id, step in state.steps.items():
             if step.status is StepStatus.COMPENSATING:
                 decision = compensation_decision(step_id, state, self._definition)
@@ -370,7 +479,8 @@ class ExecutionRunner:
                     self._launch(step_id, decision.action, decision.parameters, None, True)
                 else:
                     decision.apply(execution, self._services.clock())
-                    await self._save()
+                    if not await self._save():
+                        raise ConcurrencyConflictError([self.execution_id])
 
     def _shutdown(self) -> None:
         for task in self._in_flight.values():
