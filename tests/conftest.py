@@ -2,6 +2,8 @@
 
 ``HYPOTHESIS_PROFILE`` selects one: ``dev`` (quick, the default on a workstation),
 ``ci`` (more examples, used when ``CI=true``) and ``thorough`` (long runs on demand).
+PostgreSQL fixtures (``postgres_url``: a fresh schema per test) come from
+:mod:`tests.postgres`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from hypothesis import HealthCheck, settings
 
 from flowledger import WorkflowEngine
 from flowledger.domain import snapshot as snapshots
+from tests.postgres import (  # noqa: F401 - fixtures and a hook, for every test
+    postgres_server,
+    postgres_url,
+    pytest_collection_modifyitems,
+)
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(

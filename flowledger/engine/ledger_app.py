@@ -10,10 +10,10 @@ as events through :mod:`flowledger.engine.record_reading`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from importlib.util import find_spec
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -33,6 +33,7 @@ from eventsourcing.utils import Environment, get_topic
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.snapshot import DefinitionNotCached, remember_definition_text
+from flowledger.engine.postgres_setup import prepare_postgres
 from flowledger.engine.record_reading import decode_record, reading, replay
 from flowledger.engine.stores import StoreConfig, mask_password, parse_store_url
 from flowledger.errors import (
@@ -99,12 +100,18 @@ class LedgerApplication(Application[UUID]):
             "IS_SNAPSHOTTING_ENABLED": "y" if self.is_snapshotting_enabled else "n",
             **(env or {}),
         }
+        # On PostgreSQL, first: eventsourcing's pool hides why a server refuses, and it
+        # creates tables in the URL's schema but not the schema itself.
+        preparing = (
+            prepare_postgres(self.store)
+            if self.store.kind == "postgresql"
+            else contextlib.nullcontext()
+        )
         try:
-            super().__init__(env=settings)
+            with preparing:
+                super().__init__(env=settings)
         except (EventSourcingError, sqlite3.Error, OSError) as error:
-            missing_driver = self.store.kind == "postgresql" and find_spec("psycopg") is None
-            hint = " (install flowledger[postgres])" if missing_driver else ""
-            reason = self.store.scrub(f"cannot be opened: {error}{hint}")
+            reason = self.store.scrub(f"cannot be opened: {error}")
             raise StoreError(mask_password(self.store.url), reason) from error
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
