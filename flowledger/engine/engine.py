@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,15 +23,24 @@ from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_d
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
-from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
+from flowledger.engine.commands import CommandDesk
+from flowledger.engine.leases import DEFAULT_LEASE_SECONDS, Leases, PostgresLeases
+from flowledger.engine.leasing import (
+    DEFAULT_POLL_INTERVAL,
+    EngineHooks,
+    LeaseKeeper,
+    rests,
+)
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
 from flowledger.engine.notifications import Notification, notifications_of
 from flowledger.engine.planning import remember_definition
 from flowledger.engine.publishing import Listener, Publisher
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
-from flowledger.engine.runner import Command, EngineServices, ExecutionRunner
+from flowledger.engine.runner import Command, EngineServices
+from flowledger.engine.runner_pool import RunnerPool
 from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
 from flowledger.engine.store_calls import StoreCalls
@@ -44,6 +55,9 @@ from flowledger.errors import (
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+SHARED_WAIT_POLL = 0.2
+"""Seconds between two reads of the store while waiting for an execution on a shared store."""
 
 
 class WorkflowEngine:
@@ -63,6 +77,18 @@ class WorkflowEngine:
             executions another process owns; a cancel or pause of an execution with
             steps in flight is recorded and left to the engine running it, while a
             resume takes the execution over.
+        worker_id: This engine's name among the workers sharing a store (default:
+            host, process id and a random suffix).
+        lease_seconds: On a shared store, how long a claim on an execution lasts
+            unrenewed: how soon other workers take over from a worker that died.
+        poll_interval: On a shared store, seconds between two looks for work.
+        max_active_executions: On a shared store, most executions this worker drives
+            at once (default: twice ``max_concurrent_steps``).
+        leases: The lease rows to share work through. Default: the store's own on
+            PostgreSQL (several engine processes share it); none on SQLite and
+            ``memory://`` (one engine drives every execution). Give
+            :class:`~flowledger.engine.leases.MemoryLeases` to engines sharing one
+            in-process ``application``.
     """
 
     def __init__(
@@ -75,6 +101,11 @@ class WorkflowEngine:
         snapshot_interval: int = 100,
         recover: bool = True,
         application: LedgerApplication | None = None,
+        worker_id: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        max_active_executions: int | None = None,
+        leases: Leases | None = None,
     ) -> None:
         if application is not None and store is not None:
             msg = "give a store or an application, not both"
@@ -93,10 +124,23 @@ class WorkflowEngine:
         self._writer = LedgerWriter(self._app, self._app.snapshot_interval)
         self._store_calls = StoreCalls()  # reads in threads, waited for on close
         self._publisher = Publisher()
-        self._runners: dict[str, ExecutionRunner] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
         self._started = False
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
+        """This engine's name among the workers sharing its store."""
+        if leases is None and self._app.store.kind == "postgresql":
+            leases = PostgresLeases(self._app.store.env, self._app.store.display_url, lease_seconds)
+        self._keeper = (
+            None
+            if leases is None
+            else LeaseKeeper(
+                leases,
+                self.worker_id,
+                self._store_calls,
+                capacity=max_active_executions or 2 * max_concurrent_steps,
+                poll_interval=poll_interval,
+            )
+        )
+        self._runners = RunnerPool(self._services, self._load, self._keeper)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -123,12 +167,23 @@ class WorkflowEngine:
         self._started = True
         self._publisher.reopen()  # a restarted engine serves live subscriptions again
         self._writer.start()
-        if not self.recover:
+        if self._keeper is not None:
+            if self.recover:
+                # Executions left without a lease row (a start cut short between its
+                # event and its row) are offered; the loop then claims what is free.
+                for execution in await self._unfinished():
+                    if not rests(execution):
+                        await self._keeper.offer(execution.execution_id)
+            self._keeper.start(self._hooks(), claiming=self.recover)
             return
-        for execution_id in await self._store_calls.run(lambda: list(self._app.execution_ids())):
-            execution = await self._load(execution_id)
-            if not execution.is_terminal:
-                self._spawn(execution)
+        if self.recover:
+            for execution in await self._unfinished():
+                self._runners.spawn(execution)
+
+    async def _unfinished(self) -> list[Execution]:
+        ids = await self._store_calls.run(lambda: list(self._app.execution_ids()))
+        loaded = [await self._load(execution_id) for execution_id in ids]
+        return [execution for execution in loaded if not execution.is_terminal]
 
     async def stop(self) -> None:
         """Stop runners, then the writer, and end subscriptions.
@@ -138,10 +193,9 @@ class WorkflowEngine:
         """
         if not self._started:
             return
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._keeper is not None:
+            await self._keeper.stop()
+        await self._runners.stop()
         await asyncio.to_thread(self._writer.stop)
         self._publisher.close()
         self._started = False
@@ -153,8 +207,24 @@ class WorkflowEngine:
         reads run on until they return) before the store is closed.
         """
         self._store_calls.close()
+        if self._keeper is not None:
+            self._keeper.leases.close()
         self.ledger.close()
         self._app.close()
+
+    async def drain(self) -> None:
+        """Stop gracefully: start nothing new, let in-flight steps finish, then stop.
+
+        Each execution's steps in flight finish and are recorded; nothing new starts.
+        On a shared store each unfinished execution is handed back
+        (``ExecutionReleased``), so another worker continues it at once.
+        """
+        if not self._started:
+            return
+        if self._keeper is not None:
+            await self._keeper.stop()  # claims nothing more
+        await self._runners.drain()
+        await self.stop()
 
     # -- actions and listeners --------------------------------------------------------------
 
@@ -192,10 +262,13 @@ class WorkflowEngine:
         input_data: Mapping[str, Any] | None = None,
         *,
         execution_id: str | None = None,
+        run_here: bool = True,
     ) -> str:
         """Start an execution and return its id.
 
         Starting an ``execution_id`` that exists returns it as it is, running nothing twice.
+        On a shared store the engine claims the execution and drives it, unless
+        ``run_here`` is False: then it is left to whichever worker claims it first.
 
         Raises:
             DefinitionError: The definition is invalid.
@@ -216,11 +289,20 @@ class WorkflowEngine:
             return key
         remember_definition(workflow)  # its runner finds it loaded, not loaded again
         execution = Execution.start(key, workflow, data, self._now())
+        keeper = self._keeper
+        if keeper is not None and run_here:
+            if await keeper.claim(key) is None:
+                return key  # another worker is starting it under the same id
+            execution.claim(keeper.worker, self._now())
         try:
             await self._save(execution)
         except ConcurrencyConflictError:
             return key  # started concurrently under the same id
-        self._spawn(execution)
+        if keeper is not None and not run_here:
+            await keeper.offer(key)
+            keeper.wake()
+            return key
+        self._runners.spawn(execution)
         return key
 
     async def wait_for(self, execution_id: str, timeout: float | None = None) -> ExecutionState:
@@ -230,8 +312,9 @@ class WorkflowEngine:
             ExecutionNotFoundError: No such execution.
             TimeoutError: ``timeout`` seconds passed first.
         """
+        poll = None if self._keeper is None else SHARED_WAIT_POLL
         return await self._publisher.wait(
-            execution_id, lambda: self.get_workflow_status(execution_id), timeout
+            execution_id, lambda: self.get_workflow_status(execution_id), timeout, poll=poll
         )
 
     async def run_workflow(
@@ -335,59 +418,33 @@ class WorkflowEngine:
             reload=self._load,
             clock=self._now,
             random=random.random,
+            worker=None if self._keeper is None else self._keeper.worker,
         )
 
-    def _spawn(self, execution: Execution) -> asyncio.Task[None]:
-        runner = ExecutionRunner(self._services(), execution)
-        self._runners[execution.execution_id] = runner
-        task = asyncio.create_task(self._drive(runner), name=f"execution {runner.execution_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _drive(self, runner: ExecutionRunner) -> None:
-        try:
-            await runner.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # a store failure: the execution is recovered on restart
-            logger.error("execution %s stopped: %s", runner.execution_id, type(error).__name__)
-        finally:
-            if self._runners.get(runner.execution_id) is runner:
-                del self._runners[runner.execution_id]
+    def _hooks(self) -> EngineHooks:
+        return EngineHooks(
+            load=self._load,
+            save=self._save,
+            spawn=self._runners.spawn,
+            running=self._runners.running,
+            lock=self._runners.lock,
+            lost=self._runners.lost,
+            clock=self._now,
+        )
 
     async def _command(
         self, execution_id: str, command: Command, *, take_over: bool = True
     ) -> ExecutionState:
         await self.start()
-        lock = self._locks.setdefault(execution_id, asyncio.Lock())
-        async with lock:
-            # Looked up under the lock: the command that held it may have spawned a
-            # runner, and a save beside a running runner conflicts with its saves.
-            if await self._hand_to_runner(execution_id, command):
-                return await self.get_workflow_status(execution_id)
-            execution = await self._load(execution_id)
-            command(execution, self._now())
-            await self._save(execution)
-            if execution.is_terminal or execution_id in self._runners:
-                return execution.state()
-            if not (take_over or self.recover) and _in_flight(execution):
-                # Another engine may be running these steps: record the command only,
-                # never interrupt them. The engine that runs it (or recovers it) acts on it.
-                return execution.state()
-            task = self._spawn(execution)
-        if execution.cancel_requested:
-            # Nothing was in flight (no runner was running it): the cancel completes now.
-            await asyncio.shield(task)
-        return await self.get_workflow_status(execution_id)
-
-    async def _hand_to_runner(self, execution_id: str, command: Command) -> bool:
-        """Run ``command`` through the execution's runner, if one is running it."""
-        runner = self._runners.get(execution_id)
-        if runner is None or runner.closed:
-            return False
-        await runner.submit(command)
-        return True
+        desk = CommandDesk(
+            runners=self._runners,
+            keeper=self._keeper,
+            load=self._load,
+            save=self._save,
+            clock=self._now,
+            hooks=self._hooks,
+        )
+        return await desk.run(execution_id, command, take_over=take_over or self.recover)
 
     async def _save(self, execution: Execution) -> list[ExecutionEvent]:
         events = await self._writer.save(execution)
@@ -408,9 +465,3 @@ class WorkflowEngine:
     @staticmethod
     def _now() -> datetime:
         return datetime.now(UTC)
-
-
-def _in_flight(execution: Execution) -> bool:
-    """Whether a step of the execution is recorded as running (or compensating)."""
-    busy = (StepStatus.RUNNING, StepStatus.COMPENSATING)
-    return any(step.status in busy for step in execution.state().steps.values())

@@ -89,12 +89,33 @@ class Publisher:
         execution_id: str,
         current: Callable[[], Awaitable[ExecutionState]],
         timeout: float | None,
+        *,
+        poll: float | None = None,
     ) -> ExecutionState:
         """Return the execution's state once it is settled (see :func:`is_settled`).
 
         The waiter is registered before ``current`` is read, so a change saved in
-        between is not missed.
+        between is not missed. With ``poll``, ``current`` is also read every ``poll``
+        seconds: on a shared store another engine's changes are never published here.
         """
+        if poll is None:
+            return await self._wait_once(execution_id, current, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = poll if deadline is None else max(deadline - loop.time(), 0)
+            try:
+                return await self._wait_once(execution_id, current, min(remaining, poll))
+            except TimeoutError:
+                if deadline is not None and loop.time() >= deadline:
+                    raise
+
+    async def _wait_once(
+        self,
+        execution_id: str,
+        current: Callable[[], Awaitable[ExecutionState]],
+        timeout: float | None,
+    ) -> ExecutionState:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, []).append(waiter)
         try:

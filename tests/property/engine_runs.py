@@ -95,7 +95,9 @@ class EngineRun:
         """
 
         async def quiet() -> None:
-            while busy := [t for t in (*self.engine._tasks, *self._tasks) if not t.done()]:
+            while busy := [
+                t for t in (*self.engine._runners.tasks(), *self._tasks) if not t.done()
+            ]:
                 await asyncio.gather(*busy, return_exceptions=True)
 
         await asyncio.wait_for(quiet(), WAIT)
