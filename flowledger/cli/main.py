@@ -20,6 +20,7 @@ from flowledger.cli.definition_commands import graph, validate
 from flowledger.cli.execution_commands import at_command, cancel, list_command, pause, show
 from flowledger.cli.options import EXIT_BAD_INPUT
 from flowledger.cli.run_commands import resume_command, run_command
+from flowledger.cli.worker_command import worker_command
 from flowledger.errors import FlowledgerError
 
 __all__ = ["EXIT_BAD_INPUT", "cli", "main", "run"]
@@ -36,6 +37,7 @@ COMMANDS = (
     cancel,
     pause,
     resume_command,
+    worker_command,
     export,
     import_command,
     diff,

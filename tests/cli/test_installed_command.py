@@ -40,7 +40,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     commands = [line.split()[0] for line in listed.strip().splitlines()]
     assert commands == [
         "validate", "graph", "run", "list", "show", "history", "at", "verify", "cancel",
-        "pause", "resume", "export", "import", "diff", "replay", "metrics",
+        "pause", "resume", "worker", "export", "import", "diff", "replay", "metrics",
     ]  # fmt: skip
 
 
