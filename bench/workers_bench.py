@@ -74,12 +74,7 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 NOTES: list[str] = []  # printed under the table
 
-_SCRIPT = Path(sys.executable).with_name("flowledger")
-FLOWLEDGER = (
-    [str(_SCRIPT)]
-    if _SCRIPT.is_file()
-    else [sys.executable, "-c", "from flowledger.cli.main import main; main()"]
-)
+FLOWLEDGER = [sys.executable, "-m", "flowledger"]
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,7 @@ STOP_TIMEOUT = 15.0
 CHECK_INTERVAL = 0.02
 """Seconds between two looks at the store or the logs while waiting for a condition."""
 
-# ``python -m flowledger.cli.main`` runs nothing (the module has no ``__main__`` guard):
-# the installed console script is what users run; without it, its entry point.
-_SCRIPT = Path(sys.executable).with_name("flowledger")
-FLOWLEDGER = (
-    [str(_SCRIPT)]
-    if _SCRIPT.is_file()
-    else [sys.executable, "-c", "from flowledger.cli.main import main; main()"]
-)
+FLOWLEDGER = [sys.executable, "-m", "flowledger"]
 """How to run the ``flowledger`` command."""
 
 

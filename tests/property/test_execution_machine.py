@@ -290,8 +290,10 @@ class ExecutionMachine(RuleBasedStateMachine):
         assert report.ok and report.checked == self.execution.version
 
 
+# At least 120 runs of up to 50 commands even in the quick profile; the profile's count
+# (thorough: 5,000) when it asks for more.
 ExecutionMachine.TestCase.settings = settings(
-    max_examples=120,
+    max_examples=max(120, settings.default.max_examples),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
