@@ -361,13 +361,14 @@ class TestPostgreSQLStore(StoreContract):
         LedgerApplication(postgres_url).close()  # a second opening finds it
 
     def test_url_options_reach_the_connection_pool(self, postgres_url: str) -> None:
-        options = {"pool_size": 2, "max_overflow": 1, "connect_timeout": 7, "lock_timeout": 3}
-        url = with_options(postgres_url, idle_in_transaction_session_timeout=4, **options)
+        options = {"pool_size": 2, "max_overflow": 1, "max_waiting": 4, "conn_max_age": 120}
+        url = with_options(postgres_url, connect_timeout=7, lock_timeout=3, **options)
+        url = with_options(url, idle_in_transaction_session_timeout=4)
         with LedgerApplication(url) as app:
             datastore = app.recorder.datastore  # type: ignore[attr-defined]
-            assert (datastore.pool.min_size, datastore.pool.max_size) == (2, 3)
-            assert datastore.pool.timeout == 7
-            assert datastore.lock_timeout == 3
+            pool = datastore.pool
+            assert (pool.min_size, pool.max_size, pool.max_waiting) == (2, 3, 4)
+            assert (pool.max_lifetime, pool.timeout, datastore.lock_timeout) == (120, 7, 3)
             with datastore.get_connection() as connection:
                 shown = connection.execute("SHOW idle_in_transaction_session_timeout")
                 assert shown.fetchone() == {"idle_in_transaction_session_timeout": "4s"}
