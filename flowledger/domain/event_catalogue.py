@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from flowledger.domain import events
+from flowledger.domain import events, lease_events
 from flowledger.domain.events import ExecutionEvent, ExecutionTransition
 from flowledger.domain.status import ExecutionStatus
 
@@ -12,13 +12,14 @@ from flowledger.domain.status import ExecutionStatus
 def _concrete_event_classes() -> dict[str, type[ExecutionEvent]]:
     """Every event class that can be recorded: the leaves of the catalogue, by name."""
     found = {}
-    for _, cls in inspect.getmembers(events, inspect.isclass):
-        if (
-            issubclass(cls, ExecutionEvent)
-            and cls.__module__ == events.__name__
-            and not any(sub.__module__ == cls.__module__ for sub in cls.__subclasses__())
-        ):
-            found[cls.__name__] = cls
+    for module in (events, lease_events):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                issubclass(cls, ExecutionEvent)
+                and cls.__module__ == module.__name__
+                and not any(sub.__module__ == cls.__module__ for sub in cls.__subclasses__())
+            ):
+                found[cls.__name__] = cls
     return found
 
 

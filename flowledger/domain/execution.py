@@ -21,6 +21,7 @@ from uuid import UUID, uuid5
 from eventsourcing.utils import get_topic
 
 from flowledger.domain import events as ev
+from flowledger.domain import lease_events
 from flowledger.domain.canonical import encode_payload
 from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.definition.model import WorkflowDefinition
@@ -368,17 +369,19 @@ class Execution(ExecutionRecord):
         previous one.
         """
         self._require("claim", at, NON_TERMINAL)
-        self._append(ev.ExecutionClaimed, at, worker=worker, previous_worker=self.worker)
+        self._append(lease_events.ExecutionClaimed, at, worker=worker, previous_worker=self.worker)
 
     def take_over(self, worker: str, previous_worker: str, at: datetime) -> None:
         """Record that ``worker`` took over from ``previous_worker``, whose lease expired."""
         self._require("take_over", at, NON_TERMINAL)
-        self._append(ev.ExecutionTakenOver, at, worker=worker, previous_worker=previous_worker)
+        self._append(
+            lease_events.ExecutionTakenOver, at, worker=worker, previous_worker=previous_worker
+        )
 
     def release(self, worker: str, reason: str, at: datetime) -> None:
         """Record that ``worker`` handed the execution back (nothing of it in flight)."""
         self._require("release", at, NON_TERMINAL)
-        self._append(ev.ExecutionReleased, at, worker=worker, reason=reason)
+        self._append(lease_events.ExecutionReleased, at, worker=worker, reason=reason)
 
     def complete(self, outputs: Any, at: datetime) -> None:
         """End the execution COMPLETED with ``outputs`` (recorded as given)."""
