@@ -128,7 +128,7 @@ class WorkflowEngine:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
         """This engine's name among the workers sharing its store."""
         if leases is None and self._app.store.kind == "postgresql":
-            leases = PostgresLeases(self._app.store.env, self._app.store.display_url, lease_seconds)
+            leases = PostgresLeases(self._app.store, lease_seconds)
         self._keeper = (
             None
             if leases is None

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flowledger.engine.postgres_setup import connect
+from flowledger.engine.stores import StoreConfig
 from flowledger.errors import StoreError
 
 DEFAULT_LEASE_SECONDS = 15.0
@@ -165,34 +167,26 @@ class PostgresLeases:
     """Lease rows in a PostgreSQL table beside the events (created on first use).
 
     Args:
-        env: The store's eventsourcing settings (``POSTGRES_*``), from its URL.
-        display_url: The store's URL with its password masked, for messages.
+        store: The PostgreSQL store (its URL, parsed).
         lease_seconds: How long a claim lasts unless renewed.
+
+    Raises:
+        StoreError: The server cannot be reached, or the table cannot be created.
     """
 
-    def __init__(
-        self, env: Mapping[str, str], display_url: str, lease_seconds: float = DEFAULT_LEASE_SECONDS
-    ) -> None:
+    def __init__(self, store: StoreConfig, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         import psycopg  # noqa: PLC0415 - the postgres extra is needed only here
         from psycopg import sql  # noqa: PLC0415
 
         self.lease_seconds = lease_seconds
-        self._display_url = display_url
+        self._display_url = store.display_url
         self._lock = threading.Lock()
-        schema = env.get("POSTGRES_SCHEMA") or None
+        schema = store.env.get("POSTGRES_SCHEMA") or None
         self._table = sql.Identifier(*(name for name in (schema, TABLE) if name))
         try:
-            self._connection = psycopg.connect(
-                dbname=env["POSTGRES_DBNAME"],
-                host=env["POSTGRES_HOST"],
-                port=env["POSTGRES_PORT"],
-                user=env["POSTGRES_USER"],
-                password=env.get("POSTGRES_PASSWORD") or None,
-                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
-                autocommit=True,
-            )
-        except psycopg.Error as error:
-            raise StoreError(display_url, f"leases unavailable: {error}".strip()) from error
+            self._connection = connect(store)
+        except StoreError as error:
+            raise StoreError(error.url, f"leases unavailable: {error.reason}") from error
         self._error = psycopg.Error
         self._sql = sql
         self._create_table()

@@ -52,29 +52,13 @@ def prepare_postgres(store: StoreConfig) -> Iterator[None]:
             schema cannot be created. The message is one line, names the server's
             ``host:port`` and never shows the password.
     """
-    try:
-        # The driver is an optional extra: only PostgreSQL stores need it.
-        import psycopg  # noqa: PLC0415
-    except ImportError as error:
-        raise _store_error(
-            store, f"cannot be opened: no PostgreSQL driver ({DRIVER_HINT})"
-        ) from error
+    connection = connect(store)
+    import psycopg  # noqa: PLC0415 - connect() has checked the driver is there
+
     env = store.env
     where = server_address(env["POSTGRES_HOST"], env["POSTGRES_PORT"])
-    try:
-        connection = psycopg.connect(
-            dbname=env["POSTGRES_DBNAME"],
-            host=env["POSTGRES_HOST"],
-            port=env["POSTGRES_PORT"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
-            autocommit=True,
-        )
-    except psycopg.Error as error:
-        reason = f"cannot connect to PostgreSQL at {where}: {one_line(str(error))}"
-        raise _store_error(store, reason) from error
     schema = env.get("POSTGRES_SCHEMA")
+
     with connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
         if schema:
@@ -98,6 +82,37 @@ def _create_schema(connection: psycopg.Connection[tuple[object, ...]], schema: s
     # catalogue's unique index, even with IF NOT EXISTS. The schema exists either way.
     with contextlib.suppress(errors.UniqueViolation):
         connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def connect(store: StoreConfig) -> psycopg.Connection[tuple[object, ...]]:
+    """Open one autocommit connection to a PostgreSQL store's server.
+
+    Raises:
+        StoreError: The driver is not installed, or the server cannot be reached or
+            refuses the connection. One line, naming ``host:port``, never the password.
+    """
+    try:
+        # The driver is an optional extra: only PostgreSQL stores need it.
+        import psycopg  # noqa: PLC0415
+    except ImportError as error:
+        raise _store_error(
+            store, f"cannot be opened: no PostgreSQL driver ({DRIVER_HINT})"
+        ) from error
+    env = store.env
+    try:
+        return psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"],
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or DEFAULT_CONNECT_TIMEOUT),
+            autocommit=True,
+        )
+    except psycopg.Error as error:
+        where = server_address(env["POSTGRES_HOST"], env["POSTGRES_PORT"])
+        reason = f"cannot connect to PostgreSQL at {where}: {one_line(str(error))}"
+        raise _store_error(store, reason) from error
 
 
 def server_address(host: str, port: str) -> str:

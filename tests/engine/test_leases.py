@@ -27,7 +27,7 @@ def leases(request: pytest.FixtureRequest) -> Iterator[Leases]:
     schema = config.env["POSTGRES_SCHEMA"]
     with connect(url) as db:
         db.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    rows = PostgresLeases(config.env, config.display_url, LEASE)
+    rows = PostgresLeases(config, LEASE)
     yield rows
     rows.close()
 
@@ -148,7 +148,7 @@ def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
     pytest.importorskip("psycopg")
 
     with pytest.raises(StoreError) as raised:
-        PostgresLeases(config.env, config.display_url)
+        PostgresLeases(config)
 
     assert "secret" not in str(raised.value)
     assert "leases unavailable" in str(raised.value)
