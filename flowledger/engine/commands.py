@@ -18,8 +18,8 @@ from datetime import datetime
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
 from flowledger.engine.leasing import EngineHooks, LeaseKeeper, in_flight, rests
-from flowledger.engine.runner import Command
 from flowledger.engine.runner_pool import RunnerPool
+from flowledger.engine.runner_services import Command
 from flowledger.errors import ConcurrencyConflictError
 
 MAX_COMMAND_CONFLICTS = 20

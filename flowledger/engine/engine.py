@@ -39,8 +39,8 @@ from flowledger.engine.notifications import Notification, notifications_of
 from flowledger.engine.planning import remember_definition
 from flowledger.engine.publishing import Listener, Publisher
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
-from flowledger.engine.runner import Command, EngineServices
 from flowledger.engine.runner_pool import RunnerPool
+from flowledger.engine.runner_services import Command, EngineServices
 from flowledger.engine.schemas import check
 from flowledger.engine.slots import SlotPool
 from flowledger.engine.store_calls import StoreCalls

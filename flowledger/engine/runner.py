@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flowledger.domain.definition import StepDefinition, WorkflowDefinition
-from flowledger.domain.definition.model import RetryPolicy
-from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine import decisions as d
-from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.invocation import Outcome, invoke
 from flowledger.engine.outcomes import (
     record_compensation,
@@ -32,48 +29,17 @@ from flowledger.engine.outcomes import (
     schedule_missing_retries,
 )
 from flowledger.engine.planning import compensation_decision, definition_of, plan
-from flowledger.engine.slots import SlotPool
-from flowledger.errors import ConcurrencyConflictError, FlowledgerError
+from flowledger.engine.runner_services import (
+    MAX_CONFLICTS,
+    RELEASE_REASON,
+    Command,
+    EngineServices,
+    LeaseLost,
+)
+from flowledger.engine.slots import RunnerSlots
+from flowledger.errors import ConcurrencyConflictError
 
 logger = logging.getLogger(__name__)
-
-Command = Callable[[Execution, datetime], None]
-"""An operator's command: applies aggregate commands at the given time."""
-
-MAX_CONFLICTS = 20
-"""Saves in a row another engine may get in first before the runner gives up."""
-
-RELEASE_REASON = "the worker is stopping"
-"""The reason recorded when a draining runner hands its execution back."""
-
-
-class LeaseLost(FlowledgerError):
-    """Another worker took the execution over: this runner must stop driving it.
-
-    Attributes:
-        execution_id: The execution.
-        worker: The worker that drives it now (None: it was handed back).
-    """
-
-    def __init__(self, execution_id: str, worker: str | None) -> None:
-        self.execution_id = execution_id
-        self.worker = worker
-        super().__init__(f"execution {execution_id!r} is driven by worker {worker!r} now")
-
-
-@dataclass
-class EngineServices:
-    """What a runner needs of its engine."""
-
-    actions: ActionRegistry
-    slots: SlotPool
-    retry_policy: RetryPolicy
-    save: Callable[[Execution], Awaitable[list[ExecutionEvent]]]
-    reload: Callable[[str], Awaitable[Execution]]
-    clock: Callable[[], datetime]
-    random: Callable[[], float]
-    worker: str | None = None
-    """The worker this engine is on a shared store (None: the store is not shared)."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +68,7 @@ class ExecutionRunner:
         self._definition: WorkflowDefinition = definition_of(execution)
         self._inbox: asyncio.Queue[_Finished | _Submitted | str] = asyncio.Queue()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._slot_held = False
-        self._slot_waiter: asyncio.Task[None] | None = None
+        self._slots = RunnerSlots(services.slots, lambda: self._inbox.put_nowait(_SLOT))
         self._timer: asyncio.TimerHandle | None = None
         self._interrupted: set[str] = set()
         self._refused = False  # a start in the latest plan failed before its action ran
@@ -179,13 +144,13 @@ class ExecutionRunner:
             try:
                 saved = await self._save()
             except BaseException:
-                self._release_slots(launches)
+                self._slots.release(len(launches))
                 raise
             if saved:
                 for launch in launches:
                     launch()
                 return
-            self._release_slots(launches)  # planned on what another engine changed: again
+            self._slots.release(len(launches))  # planned on what another engine changed: again
         raise ConcurrencyConflictError([self.execution_id])
 
     def _decide(self) -> list[Callable[[], None]]:
@@ -195,7 +160,7 @@ class ExecutionRunner:
         withheld = False
         wake_at: datetime | None = None
         for _ in range(len(self._definition.steps) * 4 + 8):
-            available = self._services.slots.free_now + (1 if self._slot_held else 0)
+            available = self._slots.available
             if self._draining:
                 available = 0
             decided = plan(
@@ -217,21 +182,12 @@ class ExecutionRunner:
                     wake_at = None  # nor wait for a retry
                 break
         self._schedule_wake(wake_at)
-        if self._slot_held and not saturated:
-            self._release_slot()  # taken for a start that was not wanted after all
-            self._slot_held = False
-        if withheld and self._slot_waiter is None and not self._draining:
-            # A start was due but every slot is taken: queue for one, then plan again.
-            self._slot_waiter = asyncio.create_task(self._wait_for_slot())
+        # A start was due but every slot is taken: queue for one, then plan again.
+        self._slots.settle(used_all=saturated, want_more=withheld and not self._draining)
         return launches
 
-    def _release_slots(self, launches: list[Callable[[], None]]) -> None:
-        """Give back the slot each unlaunched start or compensation took."""
-        for _ in launches:
-            self._release_slot()
-
     def _at_rest(self) -> bool:
-        if self._in_flight or self._slot_waiter is not None or not self._inbox.empty():
+        if self._in_flight or self._slots.waiting or not self._inbox.empty():
             return False
         if self._draining:
             return True
@@ -257,8 +213,7 @@ class ExecutionRunner:
         elif isinstance(message, _Submitted):
             await self._run_command(message)
         elif message == _SLOT:
-            self._slot_waiter = None
-            self._slot_held = True
+            self._slots.hold()
         # a tick only wakes the loop: the next plan sees the time
 
     async def _run_command(self, submitted: _Submitted) -> None:
@@ -329,12 +284,12 @@ class ExecutionRunner:
         execution, at = self._execution, self._services.clock()
         match decision:
             case d.StartStep(step_id=step_id, parameters=parameters):
-                self._take_slot()
+                self._slots.take()
                 self._interrupted.discard(step_id)
                 self._start(self._definition.step(step_id), parameters, launches)
                 return 1
             case d.CompensateStep(step_id=step_id, action=action, parameters=parameters):
-                self._take_slot()
+                self._slots.take()
                 decision.apply(execution, at)
                 refused = refusal(self._services.actions, action, parameters)
                 if refused is not None:
@@ -373,7 +328,7 @@ class ExecutionRunner:
 
     def _refuse(self) -> None:
         """An action could not run: give its slot back, and plan again at once."""
-        self._release_slot()
+        self._slots.release()
         self._refused = True
 
     # -- actions --------------------------------------------------------------------------
@@ -392,7 +347,7 @@ class ExecutionRunner:
             try:
                 outcome = await invoke(action, parameters, timeout=timeout, step_id=step_id)
             finally:
-                self._release_slot()
+                self._slots.release()
             self._in_flight.pop(step_id, None)
             self._inbox.put_nowait(_Finished(step_id, outcome, compensation))
 
@@ -413,22 +368,6 @@ class ExecutionRunner:
         )
 
     # -- slots, timers, recovery, shutdown ------------------------------------------------
-
-    def _take_slot(self) -> None:
-        """Take the slot this runner holds, or a free one (the plan was sized to them)."""
-        if self._slot_held:
-            self._slot_held = False
-            return
-        if not self._services.slots.try_take():  # pragma: no cover - plans are sized to slots
-            msg = "a start was planned without a free slot"
-            raise RuntimeError(msg)
-
-    async def _wait_for_slot(self) -> None:
-        await self._services.slots.take()
-        self._inbox.put_nowait(_SLOT)
-
-    def _release_slot(self) -> None:
-        self._services.slots.release()
 
     def _schedule_wake(self, wake_at: datetime | None) -> None:
         if self._timer is not None:
@@ -475,7 +414,7 @@ class ExecutionRunner:
             if step.status is StepStatus.COMPENSATING:
                 decision = compensation_decision(step_id, state, self._definition)
                 if isinstance(decision, d.CompensateStep):
-                    await self._services.slots.take()
+                    await self._slots.take_waiting()
                     self._launch(step_id, decision.action, decision.parameters, None, True)
                 else:
                     decision.apply(execution, self._services.clock())
@@ -485,13 +424,9 @@ class ExecutionRunner:
     def _shutdown(self) -> None:
         for task in self._in_flight.values():
             task.cancel()
-        if self._slot_waiter is not None:
-            self._slot_waiter.cancel()
+        self._slots.close()
         if self._timer is not None:
             self._timer.cancel()
-        if self._slot_held:
-            self._release_slot()
-            self._slot_held = False
 
     def _fail_pending_commands(self) -> None:
         while not self._inbox.empty():

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from flowledger.domain.execution import Execution
 from flowledger.engine.leasing import LeaseKeeper, rests
-from flowledger.engine.runner import Command, EngineServices, ExecutionRunner, LeaseLost
+from flowledger.engine.runner import ExecutionRunner
+from flowledger.engine.runner_services import Command, EngineServices, LeaseLost
 
 logger = logging.getLogger("flowledger.engine.engine")
 
