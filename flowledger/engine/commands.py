@@ -12,8 +12,6 @@ flight, so it never interrupts steps another engine is running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
@@ -27,23 +25,13 @@ MAX_COMMAND_CONFLICTS = 20
 
 
 class CommandDesk:
-    """Applies one engine's operator commands (a short-lived helper of the engine)."""
+    """Applies one engine's operator commands."""
 
     def __init__(
-        self,
-        *,
-        runners: RunnerPool,
-        keeper: LeaseKeeper | None,
-        load: Callable[[str], Awaitable[Execution]],
-        save: Callable[[Execution], Awaitable[object]],
-        clock: Callable[[], datetime],
-        hooks: Callable[[], EngineHooks],
+        self, *, runners: RunnerPool, keeper: LeaseKeeper | None, hooks: EngineHooks
     ) -> None:
         self._runners = runners
         self._keeper = keeper
-        self._load = load
-        self._save = save
-        self._clock = clock
         self._hooks = hooks
 
     async def run(self, execution_id: str, command: Command, *, take_over: bool) -> ExecutionState:
@@ -59,7 +47,7 @@ class CommandDesk:
             # Looked up under the lock: the command that held it may have spawned a
             # runner, and a save beside a running runner conflicts with its saves.
             if await self._runners.hand_over(execution_id, command):
-                return (await self._load(execution_id)).state()
+                return (await self._hooks.load(execution_id)).state()
             execution = await self._apply(execution_id, command)
             if execution.is_terminal or execution_id in self._runners:
                 return execution.state()
@@ -75,15 +63,15 @@ class CommandDesk:
         if task is not None and execution.cancel_requested:
             # Nothing was in flight (no runner was running it): the cancel completes now.
             await asyncio.shield(task)
-        return (await self._load(execution_id)).state()
+        return (await self._hooks.load(execution_id)).state()
 
     async def _apply(self, execution_id: str, command: Command) -> Execution:
         """Load, command and save, again if another engine records events first."""
         for _ in range(MAX_COMMAND_CONFLICTS):
-            execution = await self._load(execution_id)
-            command(execution, self._clock())
+            execution = await self._hooks.load(execution_id)
+            command(execution, self._hooks.clock())
             try:
-                await self._save(execution)
+                await self._hooks.save(execution)
             except ConcurrencyConflictError:
                 continue
             return execution
@@ -103,6 +91,6 @@ class CommandDesk:
             await keeper.offer(execution_id)
             return None
         claim = await keeper.claim(execution_id)
-        if claim is None or not await keeper.adopt(claim, self._hooks()):
+        if claim is None or not await keeper.adopt(claim, self._hooks):
             return None  # another worker drives it, and acts on the command
         return self._runners.task_of(execution_id)

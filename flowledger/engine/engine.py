@@ -141,6 +141,16 @@ class WorkflowEngine:
             )
         )
         self._runners = RunnerPool(self._services, self._load, self._keeper)
+        self._hooks = EngineHooks(
+            load=self._load,
+            save=self._save,
+            spawn=self._runners.spawn,
+            running=self._runners.running,
+            lock=self._runners.lock,
+            lost=self._runners.lost,
+            clock=self._now,
+        )
+        self._commands = CommandDesk(runners=self._runners, keeper=self._keeper, hooks=self._hooks)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class WorkflowEngine:
                 for execution in await self._unfinished():
                     if not rests(execution):
                         await self._keeper.offer(execution.execution_id)
-            self._keeper.start(self._hooks(), claiming=self.recover)
+            self._keeper.start(self._hooks, claiming=self.recover)
             return
         if self.recover:
             for execution in await self._unfinished():
@@ -421,30 +431,11 @@ class WorkflowEngine:
             worker=None if self._keeper is None else self._keeper.worker,
         )
 
-    def _hooks(self) -> EngineHooks:
-        return EngineHooks(
-            load=self._load,
-            save=self._save,
-            spawn=self._runners.spawn,
-            running=self._runners.running,
-            lock=self._runners.lock,
-            lost=self._runners.lost,
-            clock=self._now,
-        )
-
     async def _command(
         self, execution_id: str, command: Command, *, take_over: bool = True
     ) -> ExecutionState:
         await self.start()
-        desk = CommandDesk(
-            runners=self._runners,
-            keeper=self._keeper,
-            load=self._load,
-            save=self._save,
-            clock=self._now,
-            hooks=self._hooks,
-        )
-        return await desk.run(execution_id, command, take_over=take_over or self.recover)
+        return await self._commands.run(execution_id, command, take_over=take_over or self.recover)
 
     async def _save(self, execution: Execution) -> list[ExecutionEvent]:
         events = await self._writer.save(execution)
