@@ -13,7 +13,6 @@ import platform
 import shlex
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
+
+from provenance import git_state
 
 from flowledger import ExecutionStatus, load_definition
 from flowledger.domain.definition.model import WorkflowDefinition
@@ -154,20 +155,6 @@ def listing_figures(ledger: Ledger, count: int) -> list[tuple[str, float, list[f
         ms, runs = median_ms(action)
         rows.append((name, ms, runs))
     return rows
-
-
-def git_state() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=HERE,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip()
 
 
 def main() -> int:

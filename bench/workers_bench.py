@@ -51,6 +51,7 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
+from provenance import git_state
 from psycopg import sql
 
 from flowledger.domain.status import ExecutionStatus
@@ -507,20 +508,6 @@ def server_settings() -> str:
             row = db.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
             found.append(f"{setting}={row[0] if row else '?'}")
         return " ".join(found)
-
-
-def git_state() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=HERE,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> int:
