@@ -148,6 +148,24 @@ class InvalidTransitionError(FlowledgerError):
         super().__init__(f"cannot {trigger} {entity}{name} in state {state}")
 
 
+class OperatorActionError(FlowledgerError):
+    """An operator's command was refused before anything was recorded.
+
+    Raised when a governed command lacks its actor or reason, or when a step may not
+    be skipped (``non_skippable``, or a trigger).
+
+    Attributes:
+        action: The command (``"cancel"``, ``"pause"``, ``"resume"``, ``"retry"``,
+            ``"skip"``).
+        reason: Why it was refused.
+    """
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"cannot {action}: {reason}")
+
+
 class ExecutionNotFoundError(FlowledgerError):
     """No execution with this id is in the ledger."""
 
@@ -284,6 +302,27 @@ class StoreError(FlowledgerError):
         super().__init__(f"store {self.url!r}: {reason}")
 
 
+class CipherKeyError(FlowledgerError):
+    """A cipher key is malformed, or does not decrypt the events a store holds.
+
+    Not a :class:`StoreError`: waiting and retrying never helps. The message never
+    holds the key.
+
+    Attributes:
+        source: Where the key came from (``"cipher_key"`` or
+            ``"FLOWLEDGER_CIPHER_KEY"``), or None when no key was given.
+        reason: What is wrong, and what to do about it.
+        store: The store's URL (password masked), when the key was tried on a store.
+    """
+
+    def __init__(self, source: str | None, reason: str, store: str | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        self.store = store
+        where = f"store {store!r}: " if store else ""
+        super().__init__(f"{where}{reason}")
+
+
 class ConcurrencyConflictError(FlowledgerError):
     """Another writer recorded events of an execution first; nothing was recorded.
 
@@ -341,3 +380,19 @@ class CorruptRecordError(FlowledgerError):
         super().__init__(
             f"stored history of execution {execution_id}{where} is unreadable: {reason}"
         )
+
+
+class SigningKeyError(FlowledgerError):
+    """Key material given to sign or verify a bundle cannot be used.
+
+    The message never holds the key's bytes.
+
+    Attributes:
+        role: ``"private"`` (signing) or ``"public"`` (verifying).
+        reason: What is wrong with it (not PEM, another key type, encrypted, ...).
+    """
+
+    def __init__(self, role: str, reason: str) -> None:
+        self.role = role
+        self.reason = reason
+        super().__init__(f"cannot use this {role} signing key: {reason}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from flowledger.domain import events, lease_events
+from flowledger.domain import data_events, events, lease_events, operator_events
 from flowledger.domain.events import ExecutionEvent, ExecutionTransition
 from flowledger.domain.status import ExecutionStatus
 
@@ -12,7 +12,7 @@ from flowledger.domain.status import ExecutionStatus
 def _concrete_event_classes() -> dict[str, type[ExecutionEvent]]:
     """Every event class that can be recorded: the leaves of the catalogue, by name."""
     found = {}
-    for module in (events, lease_events):
+    for module in (events, lease_events, operator_events, data_events):
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (
                 issubclass(cls, ExecutionEvent)

@@ -142,9 +142,14 @@ class ExecutionPaused(ExecutionTransition):
 
 @dataclass(frozen=True)
 class ExecutionResumed(ExecutionTransition):
-    """The execution resumed."""
+    """The execution resumed.
+
+    ``reason`` was added later: events recorded before it do not hold it (they read it
+    as None), and their hashes, taken without it, still verify.
+    """
 
     actor: str | None
+    reason: str | None = None
     STATUS: ClassVar[str] = ExecutionStatus.RUNNING.value
 
 

@@ -21,11 +21,14 @@ from uuid import UUID, uuid5
 from eventsourcing.utils import get_topic
 
 from flowledger.domain import events as ev
-from flowledger.domain import lease_events
 from flowledger.domain.canonical import encode_payload
 from flowledger.domain.chain import GENESIS, chained
+from flowledger.domain.data_protection import DataProtection
 from flowledger.domain.definition.model import WorkflowDefinition
-from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware, step_key
+from flowledger.domain.execution_state import NON_TERMINAL, aware, step_key
+from flowledger.domain.interventions import Interventions
+from flowledger.domain.lease_commands import Leasing
+from flowledger.domain.sealing import PayloadGuard, guard, seal_payloads
 from flowledger.domain.snapshot import ExecutionSnapshot
 from flowledger.domain.status import ExecutionStatus
 from flowledger.errors import InvalidTransitionError
@@ -85,7 +88,7 @@ def json_object(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return value
 
 
-class Execution(ExecutionRecord):
+class Execution(Interventions, DataProtection, Leasing):
     """One execution of a workflow definition.
 
     Create it with :meth:`start`; read it with :meth:`state`. No ``transitions``
@@ -107,6 +110,7 @@ class Execution(ExecutionRecord):
         definition: WorkflowDefinition,
         input: Mapping[str, Any] | None,
         at: datetime,
+        payload_guard: PayloadGuard | None = None,
     ) -> Execution:
         """Start an execution of ``definition``; it is RUNNING.
 
@@ -115,6 +119,8 @@ class Execution(ExecutionRecord):
             definition: The workflow; its canonical form is recorded whole.
             input: The execution input (None for none).
             at: When it started (timezone-aware).
+            payload_guard: Seals the personal parts of the input, and of every payload
+                recorded after it (see :mod:`flowledger.domain.sealing`).
 
         Raises:
             ValueError: ``at`` is naive, or ``definition.hash`` is not the hash of its
@@ -133,6 +139,8 @@ class Execution(ExecutionRecord):
             "definition_hash": definition.hash,
             "input": encode_payload(json_object(input)),
         }
+        if payload_guard is not None:
+            fields.update(seal_payloads(payload_guard, ev.ExecutionStarted, fields))
         uuid = execution_uuid(execution_id)
         linked = chained(
             ev.ExecutionStarted.__name__,
@@ -142,7 +150,10 @@ class Execution(ExecutionRecord):
             version=1,
             timestamp=aware(at),
         )
-        return cls._create(ev.ExecutionStarted, id=uuid, timestamp=at, **linked)
+        execution = cls._create(ev.ExecutionStarted, id=uuid, timestamp=at, **linked)
+        if payload_guard is not None:
+            guard(execution, payload_guard)
+        return execution
 
     # -- step commands ----------------------------------------------------------------
     # Each raises InvalidTransitionError when the step's lifecycle or the execution's
@@ -308,10 +319,10 @@ class Execution(ExecutionRecord):
             actor=actor,
         )
 
-    def resume(self, actor: str | None, at: datetime) -> None:
-        """Resume the PAUSED execution."""
+    def resume(self, actor: str | None, at: datetime, reason: str | None = None) -> None:
+        """Resume the PAUSED execution (``reason``: why, when an operator resumed it)."""
         self._transition("resume", at)
-        self._append(ev.ExecutionResumed, at, actor=actor)
+        self._append(ev.ExecutionResumed, at, actor=actor, reason=reason)
 
     def request_cancel(
         self, reason: str, actor: str | None, at: datetime, rollback: bool = False
@@ -359,29 +370,6 @@ class Execution(ExecutionRecord):
         """End the execution ROLLBACK_FAILED: compensating ``step_id`` raised ``error``."""
         self._transition("fail_rollback", at, step_id)
         self._append(ev.RollbackFailed, at, step_id=step_id, error=error_data(error))
-
-    # -- leases (stores shared by several engines) ---------------------------------
-
-    def claim(self, worker: str, at: datetime) -> None:
-        """Record that ``worker`` drives the execution from now on (it holds the lease).
-
-        A worker that stopped without handing the execution back is named as the
-        previous one.
-        """
-        self._require("claim", at, NON_TERMINAL)
-        self._append(lease_events.ExecutionClaimed, at, worker=worker, previous_worker=self.worker)
-
-    def take_over(self, worker: str, previous_worker: str, at: datetime) -> None:
-        """Record that ``worker`` took over from ``previous_worker``, whose lease expired."""
-        self._require("take_over", at, NON_TERMINAL)
-        self._append(
-            lease_events.ExecutionTakenOver, at, worker=worker, previous_worker=previous_worker
-        )
-
-    def release(self, worker: str, reason: str, at: datetime) -> None:
-        """Record that ``worker`` handed the execution back (nothing of it in flight)."""
-        self._require("release", at, NON_TERMINAL)
-        self._append(lease_events.ExecutionReleased, at, worker=worker, reason=reason)
 
     def complete(self, outputs: Any, at: datetime) -> None:
         """End the execution COMPLETED with ``outputs`` (recorded as given)."""

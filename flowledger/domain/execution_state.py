@@ -25,6 +25,7 @@ from eventsourcing.domain import Aggregate
 from flowledger.domain.canonical import decode_payload
 from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE, STEP_LIFECYCLE
+from flowledger.domain.sealing import guard_of, seal_payloads
 from flowledger.domain.state import ExecutionState, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change, step_changes_since
@@ -174,7 +175,7 @@ class ExecutionRecord(Aggregate):
 
     @property
     def is_terminal(self) -> bool:
-        """True when nothing can change this execution any more."""
+        """True when the engine has nothing more to do (see ``ExecutionStatus.is_terminal``)."""
         return self._status in TERMINAL
 
     @property
@@ -211,7 +212,7 @@ class ExecutionRecord(Aggregate):
             cached = cache.get(key)
             if cached is None or cached[0] != record["version"]:
                 step_id = key.removeprefix(STEP_KEY_PREFIX)
-                cached = cache[key] = (record["version"], step_state(step_id, record))
+                cached = cache[key] = (record["version"], self._step_state_of(step_id, record))
             steps[cached[1].step_id] = cached[1]
         return ExecutionState(
             execution_id=self._execution_id,
@@ -268,14 +269,25 @@ class ExecutionRecord(Aggregate):
         cache = step_states_of(self)
         cached = cache.get(key)
         if cached is None or cached[0] != record["version"]:
-            cached = cache[key] = (record["version"], step_state(step_id, record))
+            cached = cache[key] = (record["version"], self._step_state_of(step_id, record))
         return cached[1]
 
+    def _step_state_of(self, step_id: str, record: StepRecord) -> StepState:
+        payload_guard = guard_of(self)
+        return step_state(step_id, record, None if payload_guard is None else payload_guard.open)
+
     def execution_input(self) -> dict[str, Any]:
-        """Return the execution input, with inputs provided later merged in (a new dict)."""
+        """Return the execution input, with inputs provided later merged in (a new dict).
+
+        Sealed values are opened by the attached guard (see :mod:`~.sealing`).
+        """
         merged: dict[str, Any] = {}
+        payload_guard = guard_of(self)
         for text in self._inputs:
-            merged = deep_merge(merged, decode_payload(text))
+            provided = decode_payload(text)
+            if payload_guard is not None:
+                provided = payload_guard.open(provided)
+            merged = deep_merge(merged, provided)
         return merged
 
     def steps_changed_since(self, version: int) -> list[str] | None:
@@ -368,7 +380,15 @@ class ExecutionRecord(Aggregate):
             self._record_of(step_id, trigger)
 
     def _append(self, event_class: type[ExecutionEvent], at: datetime, **fields: Any) -> None:
-        """Link the event into the hash chain and trigger it at ``at``."""
+        """Link the event into the hash chain and trigger it at ``at``.
+
+        With a guard attached, its payloads are sealed first (the hash covers them
+        sealed).
+        """
+        payload_guard = guard_of(self)
+        if payload_guard is not None:
+            sealed = seal_payloads(payload_guard, event_class, fields)
+            fields.update(sealed)
         linked = chained(
             event_class.__name__,
             fields,

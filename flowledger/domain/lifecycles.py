@@ -32,8 +32,10 @@ class Lifecycle:
             ``entity`` of the errors it raises.
         states: Every state, in declaration order.
         initial: The state an entity starts in.
-        terminal: States with no way out.
+        terminal: States with no way out but a reopening trigger.
         table: ``(state, trigger) -> next state``, read-only.
+        reopening: Triggers that lead out of a terminal state: only an operator's
+            recorded intervention (retry or skip after a failure) fires them.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Lifecycle:
     initial: str
     terminal: frozenset[str]
     table: Table
+    reopening: frozenset[str] = frozenset()
 
     def allows(self, state: str, trigger: str) -> bool:
         """Return True when ``trigger`` may fire in ``state``."""
@@ -68,7 +71,11 @@ class Lifecycle:
 
 
 def compile_lifecycle(
-    name: str, states: Iterable[str], transitions: Iterable[tuple[str, str, str]], initial: str
+    name: str,
+    states: Iterable[str],
+    transitions: Iterable[tuple[str, str, str]],
+    initial: str,
+    reopening: Iterable[str] = (),
 ) -> Lifecycle:
     """Declare a lifecycle with ``transitions`` and compile it into a :class:`Lifecycle`.
 
@@ -77,6 +84,8 @@ def compile_lifecycle(
         states: Every state.
         transitions: ``(trigger, source, dest)`` triples.
         initial: The initial state.
+        reopening: Triggers that do not count as a way out when telling which states
+            are terminal (an operator's intervention, not the engine's work).
 
     Raises:
         ValueError: A ``(state, trigger)`` pair leads to two different states, or a
@@ -100,13 +109,15 @@ def compile_lifecycle(
     if not named <= set(state_list):
         msg = f"transitions name unknown states: {sorted(named - set(state_list))}"
         raise ValueError(msg)
-    sources = {state for state, _ in table}
+    reopeners = frozenset(str(trigger) for trigger in reopening)
+    sources = {state for state, trigger in table if trigger not in reopeners}
     return Lifecycle(
         name=name,
         states=state_list,
         initial=str(initial),
         terminal=frozenset(state for state in state_list if state not in sources),
         table=MappingProxyType(table),
+        reopening=reopeners,
     )
 
 
@@ -154,8 +165,17 @@ STEP_LIFECYCLE = compile_lifecycle(
         ("compensate", _S.COMPLETED, _S.COMPENSATING),
         ("roll_back", _S.COMPENSATING, _S.ROLLED_BACK),
         ("fail_compensation", _S.COMPENSATING, _S.COMPENSATION_FAILED),
+        # Operators' interventions (recorded with an actor and a reason): a skip lets
+        # the steps after it run; a retry makes a failed step's next attempt due now;
+        # reopening a failed execution gives back the steps its failure cancelled.
+        ("operator_skip", _S.PENDING, _S.SKIPPED),
+        ("operator_skip", _S.PAUSED, _S.SKIPPED),
+        ("operator_skip", _S.FAILED, _S.SKIPPED),
+        ("operator_retry", _S.FAILED, _S.FAILED),
+        ("reopen", _S.CANCELLED, _S.PENDING),
     ],
     initial=_S.PENDING,
+    reopening=("reopen",),
 )
 
 _E = ExecutionStatus
@@ -175,6 +195,9 @@ EXECUTION_LIFECYCLE = compile_lifecycle(
         ("start_rollback", _E.PAUSED, _E.ROLLING_BACK),
         ("finish_rollback", _E.ROLLING_BACK, _E.ROLLED_BACK),
         ("fail_rollback", _E.ROLLING_BACK, _E.ROLLBACK_FAILED),
+        # An operator's retry or skip after a failure (nothing was compensated).
+        ("reopen", _E.FAILED, _E.RUNNING),
     ],
     initial=_E.PENDING,
+    reopening=("reopen",),
 )

@@ -20,7 +20,10 @@ class ExecutionStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        """True when nothing can change this execution any more."""
+        """True when the engine has nothing more to do with this execution.
+
+        Only an operator's recorded retry or skip reopens a FAILED execution.
+        """
         return self in _TERMINAL_EXECUTION
 
 

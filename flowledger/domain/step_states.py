@@ -6,7 +6,7 @@ the events recorded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowledger.domain.canonical import decode_payload
@@ -17,25 +17,33 @@ from flowledger.domain.status import StepStatus
 __all__ = ["copied_error", "step_state", "step_states_of"]
 
 
-def step_state(step_id: str, record: dict[str, Any]) -> StepState:
-    """Return the read-only state of one step from its record."""
+def step_state(
+    step_id: str, record: dict[str, Any], open_sealed: Callable[[Any], Any] | None = None
+) -> StepState:
+    """Return the read-only state of one step from its record.
+
+    ``open_sealed`` opens the sealed values of its outputs (see :mod:`~.sealing`).
+    """
     return StepState(
         step_id=step_id,
         status=StepStatus(record["status"]),
         attempts=record["attempts"],
-        output=_decoded(record["output"]),
+        output=_decoded(record["output"], open_sealed),
         error=copied_error(record["error"]),
         started_at=record["started_at"],
         finished_at=record["finished_at"],
         duration_ms=record["duration_ms"],
         not_before=record["not_before"],
         reason=record["reason"],
-        compensation_output=_decoded(record["compensation_output"]),
+        compensation_output=_decoded(record["compensation_output"], open_sealed),
     )
 
 
-def _decoded(text: str | None) -> Any:
-    return None if text is None else decode_payload(text)
+def _decoded(text: str | None, open_sealed: Callable[[Any], Any] | None) -> Any:
+    if text is None:
+        return None
+    value = decode_payload(text)
+    return value if open_sealed is None else open_sealed(value)
 
 
 def copied_error(error: Mapping[str, Any] | None) -> dict[str, Any] | None:

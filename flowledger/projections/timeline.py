@@ -70,8 +70,11 @@ class TimelineLine:
         type: The event's name, for example ``StepFailed``.
         step_id: The step it concerns, or None.
         text: What happened, in words (no line breaks).
-        actor: Who asked for it (cancel, pause, resume, input), where recorded.
+        actor: Who asked for it (cancel, pause, resume, input, retry, skip), where
+            recorded.
         reason: Why, where recorded (a cancel's or pause's reason, a skip's).
+        intervention: True for an operator's action: a cancel, an explicit pause, a
+            resume, input provided, a retry or a skip.
     """
 
     version: int
@@ -81,6 +84,7 @@ class TimelineLine:
     text: str
     actor: str | None = None
     reason: str | None = None
+    intervention: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the line as a JSON-ready dict (the timestamp in ISO 8601)."""
@@ -92,6 +96,7 @@ class TimelineLine:
             "text": self.text,
             "actor": self.actor,
             "reason": self.reason,
+            "intervention": self.intervention,
         }
 
     def __str__(self) -> str:
@@ -121,7 +126,32 @@ def timeline_line(entry: HistoryEntry) -> TimelineLine:
         text=describe(entry),
         actor=None if actor is None else str(actor),
         reason=None if reason is None else str(reason),
+        intervention=is_intervention(entry),
     )
+
+
+INTERVENTIONS = frozenset(
+    {
+        "CancelRequested",
+        "ExecutionResumed",
+        "InputProvided",
+        "ExecutionRetried",
+        "StepSkippedByOperator",
+        "SubjectForgotten",
+        "LegalHoldPlaced",
+        "LegalHoldReleased",
+        "ExecutionPurged",
+    }
+)
+"""Events that only an operator's action records (an explicit pause is one too)."""
+
+
+def is_intervention(entry: HistoryEntry) -> bool:
+    """True when an operator's action recorded ``entry`` (not the engine's own work)."""
+    if entry.type == "ExecutionPaused":
+        # A pause for a missing input names the step and the value it waits for.
+        return entry.data.get("missing_var") is None
+    return entry.type in INTERVENTIONS
 
 
 def describe(entry: HistoryEntry) -> str:
@@ -257,6 +287,27 @@ def _step_timed_out(f: _Fields) -> str:
     return f"{f.step()} attempt {f.text('attempt', 10)} timed out after {limit}"
 
 
+def _retried(f: _Fields) -> str:
+    step_ids = f.get("step_ids")
+    named = ", ".join(brief(step_id, 40) for step_id in step_ids) if step_ids else "none"
+    return f"execution retried from its failure{f.by()}{f.because()} (steps run again: {named})"
+
+
+def _keys_assigned(f: _Fields) -> str:
+    sealed = []
+    if f.get("subject_key"):
+        sealed.append(f"personal data with the data subject's key {f.text('subject_key', 50)}")
+    if f.get("execution_key"):
+        sealed.append("every payload with the execution's own key (retention)")
+    return "payloads sealed: " + ("; ".join(sealed) or "none")
+
+
+def _skipped_by_operator(f: _Fields) -> str:
+    output = f.get("output")
+    given = "" if output is None else f" (output given: {_keys(output)})"
+    return f"{f.step()} skipped{f.by()}{f.because()}{given}; the steps after it run"
+
+
 def _step_rolled_back(f: _Fields) -> str:
     return f"{f.step()} rolled back (compensation returned {brief(f.get('output'), 40)})"
 
@@ -265,7 +316,8 @@ _DESCRIBERS: dict[str, Callable[[_Fields], str]] = {
     "ExecutionStarted": _started,
     "InputProvided": lambda f: f"input provided{f.by()}: {_keys(f.get('inputs'))}",
     "ExecutionPaused": _paused,
-    "ExecutionResumed": lambda f: f"execution resumed{f.by()}",
+    "ExecutionResumed": lambda f: f"execution resumed{f.by()}{f.because()}",
+    "ExecutionRetried": _retried,
     "CancelRequested": _cancel_requested,
     "ExecutionCancelled": lambda f: "execution cancelled",
     "RollbackStarted": _rollback_started,
@@ -294,6 +346,17 @@ _DESCRIBERS: dict[str, Callable[[_Fields], str]] = {
     ),
     "StepTimedOut": _step_timed_out,
     "StepSkipped": lambda f: f"{f.step()} skipped{f.because()}",
+    "StepSkippedByOperator": _skipped_by_operator,
+    "PayloadKeysAssigned": _keys_assigned,
+    "SubjectForgotten": lambda f: (
+        f"personal data of the data subject erased (key {f.text('subject_key', 50)}"
+        f" destroyed){f.by()}{f.because()}"
+    ),
+    "LegalHoldPlaced": lambda f: f"legal hold placed{f.by()}{f.because()}",
+    "LegalHoldReleased": lambda f: f"legal hold released{f.by()}{f.because()}",
+    "ExecutionPurged": lambda f: (
+        f"payloads purged after retention (key destroyed){f.by()}{f.because()}"
+    ),
     "StepPaused": lambda f: f"{f.step()} paused, waiting for {f.text('missing_var', 60)}",
     "StepInterrupted": lambda f: (
         f"{f.step()} attempt {f.text('attempt', 10)} interrupted (found running after a"

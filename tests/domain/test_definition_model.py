@@ -84,3 +84,37 @@ class TestLoadingCache:
     def test_values_json_cannot_hold_are_reported_not_cached(self) -> None:
         with pytest.raises(DefinitionError):
             load_definition({"id": "w", "steps": [{"id": "a", "action": "noop", "x": {1, 2}}]})
+
+
+def test_non_skippable_is_in_the_canonical_form_only_when_set() -> None:
+    plain = {"id": "wf", "steps": [{"id": "a", "action": "noop"}]}
+    marked = {"id": "wf", "steps": [{"id": "a", "action": "noop", "non_skippable": True}]}
+    unmarked = {"id": "wf", "steps": [{"id": "a", "action": "noop", "non_skippable": False}]}
+
+    # A definition that does not use the key keeps the hash it had before the key existed.
+    assert load_definition(unmarked).hash == load_definition(plain).hash
+    assert "non_skippable" not in load_definition(plain).to_dict()["steps"][0]
+    canonical = load_definition(marked).to_dict()
+    assert canonical["steps"][0]["non_skippable"] is True
+    assert load_definition(canonical).steps[0].non_skippable
+    assert (
+        load_definition(canonical).hash
+        == load_definition(marked).hash
+        != load_definition(plain).hash
+    )
+
+
+def test_non_skippable_must_be_a_boolean_in_both_formats() -> None:
+    with pytest.raises(DefinitionError) as found:
+        load_definition(
+            {"id": "wf", "steps": [{"id": "a", "action": "noop", "non_skippable": "yes"}]}
+        )
+    assert [problem.path for problem in found.value.errors] == ["$.steps[0].non_skippable"]
+    graph = {
+        "id": "g",
+        "nodes": [
+            {"id": "a", "type": "action", "config": {"action": "noop", "non_skippable": True}}
+        ],
+        "connections": [],
+    }
+    assert load_definition(graph).step("a").non_skippable

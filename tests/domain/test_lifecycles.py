@@ -12,6 +12,7 @@ from flowledger.domain.lifecycles import (
     Lifecycle,
     compile_lifecycle,
 )
+from flowledger.domain.operator_events import StepSkippedByOperator
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.errors import InvalidTransitionError
 
@@ -35,6 +36,11 @@ STEP_TRANSITIONS = [
     ("COMPLETED", "compensate", "COMPENSATING"),
     ("COMPENSATING", "roll_back", "ROLLED_BACK"),
     ("COMPENSATING", "fail_compensation", "COMPENSATION_FAILED"),
+    ("PENDING", "operator_skip", "SKIPPED"),
+    ("PAUSED", "operator_skip", "SKIPPED"),
+    ("FAILED", "operator_skip", "SKIPPED"),
+    ("FAILED", "operator_retry", "FAILED"),
+    ("CANCELLED", "reopen", "PENDING"),
 ]
 
 EXECUTION_TRANSITIONS = [
@@ -49,6 +55,7 @@ EXECUTION_TRANSITIONS = [
     ("PAUSED", "start_rollback", "ROLLING_BACK"),
     ("ROLLING_BACK", "finish_rollback", "ROLLED_BACK"),
     ("ROLLING_BACK", "fail_rollback", "ROLLBACK_FAILED"),
+    ("FAILED", "reopen", "RUNNING"),
 ]
 
 
@@ -102,14 +109,29 @@ def test_illegal_transitions_are_refused(lifecycle: Lifecycle, state: str, trigg
 def test_terminal_execution_states_absorb_every_trigger() -> None:
     terminal = {s for s in ExecutionStatus if s.is_terminal}
     assert terminal == EXECUTION_LIFECYCLE.terminal
-    for state, trigger in itertools.product(terminal, EXECUTION_LIFECYCLE.triggers()):
+    engine_triggers = EXECUTION_LIFECYCLE.triggers() - EXECUTION_LIFECYCLE.reopening
+    for state, trigger in itertools.product(terminal, engine_triggers):
         with pytest.raises(InvalidTransitionError):
             EXECUTION_LIFECYCLE.next_state(state, trigger)
 
 
+def test_only_an_operator_reopens_a_terminal_state_and_only_a_failed_execution() -> None:
+    assert EXECUTION_LIFECYCLE.reopening == STEP_LIFECYCLE.reopening == {"reopen"}
+    reopened = {
+        state
+        for state in EXECUTION_LIFECYCLE.terminal
+        if EXECUTION_LIFECYCLE.allows(state, "reopen")
+    }
+    assert reopened == {"FAILED"}
+    assert {s for s in STEP_LIFECYCLE.terminal if STEP_LIFECYCLE.allows(s, "reopen")} == {
+        "CANCELLED"
+    }
+
+
 def test_terminal_step_states_absorb_every_trigger() -> None:
     assert STEP_LIFECYCLE.terminal == {"SKIPPED", "CANCELLED", "ROLLED_BACK", "COMPENSATION_FAILED"}
-    for state, trigger in itertools.product(STEP_LIFECYCLE.terminal, STEP_LIFECYCLE.triggers()):
+    engine_triggers = STEP_LIFECYCLE.triggers() - STEP_LIFECYCLE.reopening
+    for state, trigger in itertools.product(STEP_LIFECYCLE.terminal, engine_triggers):
         assert not STEP_LIFECYCLE.allows(state, trigger)
 
 
@@ -187,6 +209,7 @@ STEP_EVENTS = {
     "compensate": ev.CompensationStarted,
     "roll_back": ev.StepRolledBack,
     "fail_compensation": ev.CompensationFailed,
+    "operator_skip": StepSkippedByOperator,
 }
 EXECUTION_EVENTS = {
     "complete": ev.ExecutionCompleted,
@@ -200,11 +223,16 @@ EXECUTION_EVENTS = {
 }
 
 
+# Applied by ExecutionRetried (an execution event) to the steps it reopens or retries.
+REOPENING_STEP_TRIGGERS = {"operator_retry", "reopen"}
+
+
 def test_each_event_leads_where_the_table_says_its_trigger_does() -> None:
-    assert set(STEP_EVENTS) == STEP_LIFECYCLE.triggers()
-    assert set(EXECUTION_EVENTS) | {"start"} == EXECUTION_LIFECYCLE.triggers()
+    assert set(STEP_EVENTS) | REOPENING_STEP_TRIGGERS == STEP_LIFECYCLE.triggers()
+    assert set(EXECUTION_EVENTS) | {"start", "reopen"} == EXECUTION_LIFECYCLE.triggers()
     for (_, trigger), dest in STEP_LIFECYCLE.table.items():
-        assert dest == STEP_EVENTS[trigger].STATUS, trigger
+        if trigger not in REOPENING_STEP_TRIGGERS:
+            assert dest == STEP_EVENTS[trigger].STATUS, trigger
     for (_, trigger), dest in EXECUTION_LIFECYCLE.table.items():
-        if trigger != "start":  # applied by ExecutionStarted
+        if trigger not in {"start", "reopen"}:  # ExecutionStarted; retry or skip
             assert dest == EXECUTION_EVENTS[trigger].STATUS, trigger

@@ -21,6 +21,7 @@ from flowledger.projections.timeline import (
     describe,
     format_duration,
     one_line,
+    timeline_line,
 )
 from tests.domain.factories import at, chain_definition, error
 from tests.unit.conftest import WAIT, Gate, graph, node, step, workflow
@@ -256,9 +257,39 @@ def completed(execution_id: str = "ex") -> Execution:
     return execution
 
 
+def reopened_by_operators(execution_id: str = "reopened") -> Execution:
+    """Failed, then retried and skipped by operators (who and why recorded)."""
+    execution = Execution.start(execution_id, chain_definition("a", "b"), {}, at(0))
+    execution.start_step("a", {}, at(1))
+    execution.fail_step("a", error("IOError", "down", False), False, 1.0, at(2))
+    execution.fail("a", error("IOError", "down", False), at(3))
+    execution.retry_from_failure("ann", "service is back", at(4))
+    execution.start_step("a", {}, at(5))
+    execution.fail_step("a", error("IOError", "down", False), False, 1.0, at(6))
+    execution.fail("a", error("IOError", "down", False), at(7))
+    execution.skip_by_operator("a", "bob", "done by hand", at(8), output={"id": 7})
+    return execution
+
+
+def protected_forgotten_held_and_purged(execution_id: str = "protected") -> Execution:
+    """Keys assigned, completed, subject forgotten, held, released, purged."""
+    execution = Execution.start(execution_id, chain_definition("a"), {}, at(0))
+    execution.assign_keys("subject:k1", "execution:k2", at(0))
+    execution.start_step("a", {}, at(1))
+    execution.complete_step("a", {}, 1.0, at(2))
+    execution.complete({}, at(3))
+    execution.record_forgotten("dpo", "request 12", at(4))
+    execution.place_legal_hold("counsel", "case 9", at(5))
+    execution.release_legal_hold("counsel", "case closed", at(6))
+    execution.record_purge("ops", "retention", {"events": 8}, at(7))
+    return execution
+
+
 def every_event_type() -> list[Execution]:
     """New executions that, together, record every type of event."""
     return [
+        protected_forgotten_held_and_purged(),
+        reopened_by_operators(),
         retried_and_failed("retried"),
         paused_resumed_and_cancelled("cancelled"),
         rolled_back(compensation_fails=True, execution_id="rollback-failed"),
@@ -428,9 +459,55 @@ def test_lines_are_json_ready_and_print_on_one_line() -> None:
         "text": "cancel requested with rollback by ann: customer asked",
         "actor": "ann",
         "reason": "customer asked",
+        "intervention": True,
     }
     assert str(timeline[0]).startswith("   1  2024-05-01T12:00:00.000+00:00  execution ex of")
 
 
 def test_an_empty_history_has_an_empty_timeline() -> None:
     assert audit_timeline([]) == []
+
+
+def test_operators_retry_and_skip_show_who_and_why_and_are_marked_as_interventions() -> None:
+    timeline = audit_timeline(recorded(reopened_by_operators()))
+
+    by_type = {line.type: line for line in timeline}
+    retried = by_type["ExecutionRetried"]
+    assert (
+        retried.text
+        == "execution retried from its failure by ann: service is back (steps run again: a)"
+    )
+    assert (retried.actor, retried.reason, retried.intervention) == ("ann", "service is back", True)
+    skipped = by_type["StepSkippedByOperator"]
+    assert skipped.text == (
+        "step a skipped by bob: done by hand (output given: id); the steps after it run"
+    )
+    assert skipped.step_id == "a"
+    assert [line.type for line in timeline if line.intervention] == [
+        "ExecutionRetried",
+        "StepSkippedByOperator",
+    ]
+
+
+def test_a_pause_for_missing_input_is_the_engines_and_an_explicit_pause_an_operators() -> None:
+    waiting = HistoryEntry(
+        3, "ExecutionPaused", at(1), None, {"missing_var": "input.x", "step_id": "a"}
+    )
+    asked = HistoryEntry(3, "ExecutionPaused", at(1), None, {"missing_var": None, "actor": "ann"})
+    assert [timeline_line(entry).intervention for entry in (waiting, asked)] == [False, True]
+
+
+def test_data_protection_events_read_as_interventions_with_who_and_why() -> None:
+    timeline = audit_timeline(recorded(protected_forgotten_held_and_purged()))
+
+    assert timeline[1].text == (
+        "payloads sealed: personal data with the data subject's key subject:k1;"
+        " every payload with the execution's own key (retention)"
+    )
+    assert [(line.type, line.actor, line.reason) for line in timeline if line.intervention] == [
+        ("SubjectForgotten", "dpo", "request 12"),
+        ("LegalHoldPlaced", "counsel", "case 9"),
+        ("LegalHoldReleased", "counsel", "case closed"),
+        ("ExecutionPurged", "ops", "retention"),
+    ]
+    assert timeline[-1].text == "payloads purged after retention (key destroyed) by ops: retention"

@@ -3,9 +3,11 @@
 Every command, with known and unknown step ids and payloads full of the store's marker
 keys, is tried in whatever state the execution is in; a guided rule also picks moves the
 lifecycle allows, so runs reach deep states. Illegal commands must raise
-InvalidTransitionError and change nothing; a terminal execution must never change; and
-after every step the recorded events must replay, snapshot and verify, and any forged
-field must break the chain.
+InvalidTransitionError (or OperatorActionError) and change nothing; a terminal execution
+must never change, except that an operator's retry or skip reopens a FAILED one and
+data-protection annotations (erasure, legal hold, purge) leave its status and steps as
+they were; and after every step the recorded events must replay, snapshot and verify,
+and any forged field must break the chain.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from flowledger.domain.chain import link_of, verify_chain
 from flowledger.domain.definition.model import WorkflowDefinition
 from flowledger.domain.execution import Execution
 from flowledger.domain.lifecycles import STEP_LIFECYCLE
-from flowledger.errors import InvalidTransitionError
+from flowledger.errors import InvalidTransitionError, OperatorActionError
 from tests.domain.factories import T0, definition, step
 
 KNOWN = ("a", "b", "c", "_type_", "_data_")
@@ -62,6 +64,9 @@ ERRORS = st.fixed_dictionaries(
 NUMBERS = st.floats(0, 1e6, allow_nan=False)
 
 Command = Callable[[datetime], object]
+REOPENING = {"ExecutionRetried", "StepSkippedByOperator"}
+ANNOTATIONS = {"SubjectForgotten", "LegalHoldPlaced", "LegalHoldReleased", "ExecutionPurged"}
+PROTECTION = ("assign_keys", "forget", "hold", "release", "purge")
 STEP_TRIGGERS = sorted(STEP_LIFECYCLE.triggers())
 ONGOING = ("provide_input", "pause", "resume", "request_cancel", "record_condition")
 # How much more often the guided rule picks the moves that make progress.
@@ -101,6 +106,12 @@ def step_command(x: Execution, trigger: str, s: str, draw: st.DrawFn) -> Command
             return lambda at: command[trigger](s, text, at)
         case "interrupt":
             return lambda at: x.interrupt_step(s, at)
+        case "operator_skip":
+            actor, reason, output = draw(ACTORS), draw(ACTORS), draw(PAYLOADS)
+            return lambda at: x.skip_by_operator(s, actor, reason, at, output)  # type: ignore[arg-type]
+        case "operator_retry" | "reopen":  # an execution command: retry from the failure
+            actor, reason = draw(ACTORS), draw(ACTORS)
+            return lambda at: x.retry_from_failure(actor, reason, at)  # type: ignore[arg-type]
         case "compensate":
             return lambda at: x.start_compensation(s, at)
         case "roll_back":
@@ -206,12 +217,19 @@ class ExecutionMachine(RuleBasedStateMachine):
         self.seconds += 1
         try:
             command(T0 + timedelta(seconds=self.seconds))
-        except InvalidTransitionError:
+        except (InvalidTransitionError, OperatorActionError):
             assert (copy.deepcopy(vars(execution)), execution.state()) == before
             return
-        assert not was_terminal, "a terminal execution changed"
         new = list(execution.collect_events())
         assert len(new) == 1 and new[0].originator_version == before[1].version + 1
+        if was_terminal:
+            kind = type(new[0]).__name__
+            if kind in REOPENING:
+                assert before[1].status == "FAILED", "only a FAILED execution reopens"
+            else:
+                assert kind in ANNOTATIONS, f"a terminal execution changed by {kind}"
+                after = execution.state()
+                assert (after.status, after.steps) == (before[1].status, before[1].steps)
         self.events.extend(new)
 
     @rule(trigger=st.sampled_from(STEP_TRIGGERS), step_id=STEP_IDS, data=st.data())
@@ -234,6 +252,18 @@ class ExecutionMachine(RuleBasedStateMachine):
     def an_ongoing_execution_command(self, name: str, data: st.DataObject) -> None:
         self.attempt(execution_command(self.execution, name, data.draw))
 
+    @rule(name=st.sampled_from(PROTECTION), data=st.data())
+    def a_data_protection_command(self, name: str, data: st.DataObject) -> None:
+        x, actor, reason = self.execution, data.draw(ACTORS), data.draw(ACTORS)
+        commands: dict[str, Command] = {
+            "assign_keys": lambda at: x.assign_keys(data.draw(ACTORS), data.draw(ACTORS), at),
+            "forget": lambda at: x.record_forgotten(actor, reason, at),  # type: ignore[arg-type]
+            "hold": lambda at: x.place_legal_hold(actor, reason, at),  # type: ignore[arg-type]
+            "release": lambda at: x.release_legal_hold(actor, reason, at),  # type: ignore[arg-type]
+            "purge": lambda at: x.record_purge(actor, reason, {"events": x.version}, at),  # type: ignore[arg-type]
+        }
+        self.attempt(commands[name])
+
     @precondition(lambda self: self.seconds >= self.patience)
     @rule(name=st.sampled_from(ENDINGS), data=st.data())
     def an_ending_execution_command(self, name: str, data: st.DataObject) -> None:
@@ -248,7 +278,7 @@ class ExecutionMachine(RuleBasedStateMachine):
         before = copy.deepcopy(vars(self.execution))
         try:
             command(datetime(2024, 1, 1))  # naive on purpose
-        except (ValueError, InvalidTransitionError):
+        except (ValueError, InvalidTransitionError, OperatorActionError):
             pass
         else:
             raise AssertionError("a naive time was accepted")

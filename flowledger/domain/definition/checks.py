@@ -85,7 +85,21 @@ class _Checker:
         top_schema = self.draft.top.get("input_schema")
         if top_schema is not None:
             self.check_schema(top_schema, jsonpath.child(jsonpath.ROOT, "input_schema"))
+        self.check_personal_data()
         return self.problems
+
+    def check_personal_data(self) -> None:
+        """Personal outputs need a data subject; a trigger's output is the input."""
+        declared = "personal_data" in self.draft.top
+        for step in self.draft.steps:
+            if not step.options.get("personal_data"):
+                continue
+            if not declared:
+                message = "personal data needs a data subject: declare personal_data.subject"
+                self.add(step.where("personal_data"), message)
+            elif step.kind == "trigger":
+                message = "a trigger's output is the input: mark personal_data.input instead"
+                self.add(step.where("personal_data"), message)
 
     def check_ids(self) -> None:
         for step in self.draft.steps:

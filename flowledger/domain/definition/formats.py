@@ -21,6 +21,8 @@ from flowledger.domain.canonical import canonical_json, freeze, sha256_hex
 from flowledger.domain.definition.model import (
     Compensation,
     Dependency,
+    PersonalData,
+    Retention,
     RetryPolicy,
     StepDefinition,
     StepKind,
@@ -47,6 +49,10 @@ def _is_dict(value: Any) -> bool:
     return isinstance(value, dict)
 
 
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_str(item) for item in value)
+
+
 # The keys a step, a graph node and a node's ``config`` share, with the type each must
 # have to be read at all (the structural check reports the others).
 OPTION_TYPES: Mapping[str, Callable[[Any], bool]] = {
@@ -54,6 +60,8 @@ OPTION_TYPES: Mapping[str, Callable[[Any], bool]] = {
     "parameters": _optional(_is_dict),
     "condition": _optional(_is_str),
     "continue_on_error": lambda value: isinstance(value, bool),
+    "non_skippable": lambda value: isinstance(value, bool),
+    "personal_data": lambda value: isinstance(value, bool) or _is_str_list(value),
     "timeout": _optional(_is_number),
     "retry": _optional(_is_dict),
     "input_schema": _optional(_is_dict),
@@ -184,8 +192,9 @@ def _read_top(data: Mapping[str, Any]) -> dict[str, Any]:
     version = data.get("version")
     if _is_str(version) or (isinstance(version, int) and not isinstance(version, bool)):
         top["version"] = str(version)
-    if _is_dict(data.get("input_schema")):
-        top["input_schema"] = data["input_schema"]
+    for key in ("input_schema", "personal_data", "retention"):
+        if _is_dict(data.get(key)):
+            top[key] = data[key]
     return top
 
 
@@ -339,6 +348,8 @@ def build_definition(draft: DefinitionDraft, order: Sequence[str]) -> WorkflowDe
         description=top.get("description"),
         version=top.get("version"),
         input_schema=None if schema is None else freeze(schema),
+        personal_data=_build_personal_data(top.get("personal_data")),
+        retention=_build_retention(top.get("retention")),
     )
     digest = sha256_hex(canonical_json(unhashed.to_dict()))
     return replace(unhashed, hash=digest)
@@ -355,6 +366,8 @@ def _build_step(step: StepDraft, edges: Sequence[EdgeDraft]) -> StepDefinition:
         depends_on=tuple(Dependency(edge.source, edge.condition) for edge in edges),
         condition=options.get("condition"),
         continue_on_error=options.get("continue_on_error", False),
+        non_skippable=options.get("non_skippable", False),
+        personal_data=_personal_output(options.get("personal_data", False)),
         timeout=None if timeout is None else float(timeout),
         retry=build_retry(options.get("retry")),
         input_schema=_frozen_schema(options.get("input_schema")),
@@ -362,6 +375,20 @@ def _build_step(step: StepDraft, edges: Sequence[EdgeDraft]) -> StepDefinition:
         compensate=_build_compensation(options.get("compensate")),
         name=options.get("name"),
     )
+
+
+def _build_personal_data(raw: Mapping[str, Any] | None) -> PersonalData | None:
+    if raw is None:
+        return None
+    return PersonalData(subject=raw["subject"], input=tuple(raw.get("input", ())))
+
+
+def _build_retention(raw: Mapping[str, Any] | None) -> Retention | None:
+    return None if raw is None else Retention(days=float(raw["days"]))
+
+
+def _personal_output(raw: bool | list[str]) -> bool | tuple[str, ...]:
+    return tuple(raw) if isinstance(raw, list) else raw
 
 
 def build_retry(raw: Mapping[str, Any] | None) -> RetryPolicy | None:

@@ -78,6 +78,39 @@ class Compensation:
 
 
 @dataclass(frozen=True)
+class PersonalData:
+    """Whose personal data an execution holds, and which input fields are personal.
+
+    Attributes:
+        subject: A reference to the input naming the data subject, for example
+            ``${input.customer_id}``.
+        input: Dot paths of the personal input fields (``email``, ``address.street``).
+    """
+
+    subject: str
+    input: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the canonical dict of this declaration."""
+        return {"subject": self.subject, "input": list(self.input)}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long an execution's payloads are kept after it ended.
+
+    Attributes:
+        days: Days after the end; then ``purge`` may destroy the payloads.
+    """
+
+    days: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the canonical dict of this policy."""
+        return {"days": float(self.days)}
+
+
+@dataclass(frozen=True)
 class Dependency:
     """An incoming edge of a step: the step waits for ``source``.
 
@@ -115,6 +148,9 @@ class StepDefinition:
         output_schema: JSON Schema of the output, or None.
         compensate: Action that undoes this step on rollback, or None.
         name: Human-readable name, or None.
+        non_skippable: When true, no operator may skip the step.
+        personal_data: True when the step's whole output is personal data of the
+            execution's data subject, or dot paths of the personal fields in it.
     """
 
     id: str
@@ -130,6 +166,8 @@ class StepDefinition:
     output_schema: Mapping[str, Any] | None = None
     compensate: Compensation | None = None
     name: str | None = None
+    non_skippable: bool = False
+    personal_data: bool | tuple[str, ...] = False
 
     @property
     def upstream_ids(self) -> tuple[str, ...]:
@@ -137,8 +175,13 @@ class StepDefinition:
         return tuple(dependency.source for dependency in self.depends_on)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the canonical dict of this step (every key explicit)."""
-        return {
+        """Return the canonical dict of this step.
+
+        Every key is explicit, except those added after definitions were first
+        recorded, which appear only when set: the hash of a definition that does not
+        use them stays what it was.
+        """
+        canonical = {
             "id": self.id,
             "type": self.kind,
             "action": self.action,
@@ -153,6 +196,13 @@ class StepDefinition:
             "compensate": None if self.compensate is None else self.compensate.to_dict(),
             "name": self.name,
         }
+        if self.non_skippable:
+            canonical["non_skippable"] = True
+        if isinstance(self.personal_data, tuple):
+            canonical["personal_data"] = list(self.personal_data)
+        elif self.personal_data:
+            canonical["personal_data"] = True
+        return canonical
 
 
 @dataclass(frozen=True)
@@ -167,6 +217,8 @@ class WorkflowDefinition:
         version: The author's version label, or None.
         input_schema: JSON Schema of the execution input, or None.
         hash: SHA-256 (hex) of the canonical JSON of :meth:`to_dict`.
+        personal_data: Whose personal data executions hold, or None.
+        retention: How long payloads are kept after the end, or None (for ever).
     """
 
     id: str
@@ -176,6 +228,8 @@ class WorkflowDefinition:
     version: str | None = None
     input_schema: Mapping[str, Any] | None = None
     hash: str = ""
+    personal_data: PersonalData | None = None
+    retention: Retention | None = None
 
     _index: Mapping[str, StepDefinition] = field(
         init=False, repr=False, compare=False, default_factory=dict
@@ -227,8 +281,12 @@ class WorkflowDefinition:
         return self._canonical[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the canonical definition, loadable by ``load_definition``."""
-        return {
+        """Return the canonical definition, loadable by ``load_definition``.
+
+        Keys added after definitions were first recorded (``personal_data``,
+        ``retention``) appear only when set, so other definitions keep their hash.
+        """
+        canonical: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "description": self.description,
@@ -236,3 +294,8 @@ class WorkflowDefinition:
             "input_schema": thaw(self.input_schema),
             "steps": [step.to_dict() for step in self.steps],
         }
+        if self.personal_data is not None:
+            canonical["personal_data"] = self.personal_data.to_dict()
+        if self.retention is not None:
+            canonical["retention"] = self.retention.to_dict()
+        return canonical

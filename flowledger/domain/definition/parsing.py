@@ -269,6 +269,9 @@ def _describe(error: ValidationError) -> Iterator[DefinitionProblem]:
     elif error.validator == "type":
         names = " or ".join([expected] if isinstance(expected, str) else expected)
         yield DefinitionProblem(path, f"expected {names}, got {_type_name(instance)}")
+    elif error.validator == "pattern" and str(expected).startswith("^\\$"):
+        message = "must be one reference to the input, for example '${input.customer_id}'"
+        yield DefinitionProblem(path, f"{instance!r} {message}")
     elif error.validator == "pattern":
         yield DefinitionProblem(
             path,
