@@ -18,6 +18,7 @@ from flowledger.domain.state import ExecutionState, HistoryEntry, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.audit import VerifyReport
+from flowledger.engine.encryption import generate_cipher_key
 from flowledger.engine.engine import WorkflowEngine
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.notifications import Notification
@@ -26,6 +27,7 @@ from flowledger.errors import (
     ActionRegistrationError,
     ActionSignatureError,
     ChainError,
+    CipherKeyError,
     ConcurrencyConflictError,
     ConditionError,
     CorruptRecordError,
@@ -39,6 +41,7 @@ from flowledger.errors import (
     NonRetryableError,
     OutputNotSerializableError,
     SchemaValidationError,
+    SigningKeyError,
     StepTimeoutError,
     StoreError,
     UnavailableOutputError,
@@ -54,6 +57,7 @@ __all__ = [
     "ActionRegistry",
     "ActionSignatureError",
     "ChainError",
+    "CipherKeyError",
     "Compensation",
     "ConcurrencyConflictError",
     "ConditionError",
@@ -76,6 +80,7 @@ __all__ = [
     "OutputNotSerializableError",
     "RetryPolicy",
     "SchemaValidationError",
+    "SigningKeyError",
     "StepComparison",
     "StepDefinition",
     "StepMetrics",
@@ -91,5 +96,6 @@ __all__ = [
     "WhatIfReport",
     "WorkflowDefinition",
     "WorkflowEngine",
+    "generate_cipher_key",
     "load_definition",
 ]

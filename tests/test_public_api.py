@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import flowledger
 from flowledger import errors
 
@@ -65,3 +67,17 @@ def test_error_fields_are_structured() -> None:
     schema = flowledger.SchemaValidationError("output", [{"path": "$.a", "message": "bad"}])
     assert schema.schema_type == "output"
     assert schema.errors == ({"path": "$.a", "message": "bad"},)
+    key = flowledger.SigningKeyError("public", "it is not a PEM public key")
+    assert (key.role, key.reason) == ("public", "it is not a PEM public key")
+    cipher = flowledger.CipherKeyError("cipher_key", "invalid cipher key in cipher_key: empty")
+    assert (cipher.source, cipher.reason, cipher.store) == (
+        "cipher_key",
+        "invalid cipher key in cipher_key: empty",
+        None,
+    )
+
+
+def test_a_generated_cipher_key_is_32_bytes_of_base64() -> None:
+    key = flowledger.generate_cipher_key()
+    assert len(base64.b64decode(key, validate=True)) == 32
+    assert flowledger.generate_cipher_key() != key

@@ -9,7 +9,7 @@ raised as :class:`Malformed`, with the version it concerns.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -146,15 +146,32 @@ def _event_of(entry: Any, position: int, aggregate_id: UUID) -> ExecutionEvent:
         hash=entry["hash"],
         **recorded,
     )
+    for name in _added_later(cls) - set(recorded):
+        # As the older event was recorded (and hashed): without the field.
+        vars(event).pop(name)
     _check_step_id(event, entry["step_id"], position)
     return event
+
+
+def _added_later(cls: type[ExecutionEvent]) -> set[str]:
+    """Fields of ``cls`` with a default: added after the class was first recorded."""
+    return {
+        field.name
+        for field in fields(cls)
+        if field.name not in STORE_FIELDS and field.default is not MISSING
+    }
 
 
 def _recorded_fields(
     cls: type[ExecutionEvent], data: Mapping[str, Any], version: int
 ) -> dict[str, Any]:
     """The event's own fields as it recorded them, checked to be all there and JSON."""
-    expected = [field for field in fields(cls) if field.name not in STORE_FIELDS]
+    # A field added to the class later (it has a default) is absent from older events.
+    expected = [
+        field
+        for field in fields(cls)
+        if field.name not in STORE_FIELDS and (field.name in data or field.default is MISSING)
+    ]
     names = {field.name for field in expected}
     if set(data) != names:
         missing, extra = sorted(names - set(data)), sorted(set(data) - names)

@@ -23,7 +23,6 @@ from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_d
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
-from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
 from flowledger.engine.commands import CommandDesk
 from flowledger.engine.leases import DEFAULT_LEASE_SECONDS, Leases, PostgresLeases
@@ -36,12 +35,16 @@ from flowledger.engine.leasing import (
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
 from flowledger.engine.notifications import Notification, notifications_of
+from flowledger.engine.operator_commands import OperatorCommands
+from flowledger.engine.operator_methods import OperatorMethods
+from flowledger.engine.payload_guards import start_guarded
 from flowledger.engine.planning import remember_definition
 from flowledger.engine.publishing import Listener, Publisher
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner_pool import RunnerPool
 from flowledger.engine.runner_services import Command, EngineServices
 from flowledger.engine.schemas import check
+from flowledger.engine.sealing import SealingPolicy
 from flowledger.engine.slots import SlotPool
 from flowledger.engine.store_calls import StoreCalls
 from flowledger.engine.stores import parse_store_url
@@ -49,7 +52,6 @@ from flowledger.engine.writer import LedgerWriter
 from flowledger.errors import (
     ConcurrencyConflictError,
     ExecutionNotFoundError,
-    InvalidTransitionError,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ SHARED_WAIT_POLL = 0.2
 """Seconds between two reads of the store while waiting for an execution on a shared store."""
 
 
-class WorkflowEngine:
+class WorkflowEngine(OperatorMethods):
     """Runs workflow executions durably on a ledger.
 
     Args:
@@ -89,6 +91,19 @@ class WorkflowEngine:
             ``memory://`` (one engine drives every execution). Give
             :class:`~flowledger.engine.leases.MemoryLeases` to engines sharing one
             in-process ``application``.
+        cipher_key: Encrypt (AES-GCM) and compress every event and snapshot stored,
+            with this key (see :func:`~flowledger.engine.encryption.generate_cipher_key`).
+            None takes ``FLOWLEDGER_CIPHER_KEY`` if it is set, else stores in clear
+            text. Not with ``application``, which has its own.
+        governed: Every operator action (cancel, pause, resume, retry, skip) must
+            name an actor and a reason; one without them is refused and records
+            nothing. Retry and skip always need both.
+
+    Raises:
+        StoreError: The URL is invalid or the store cannot be opened.
+        CipherKeyError: The cipher key is malformed.
+        ValueError: Both ``store`` and ``application`` are given, or both
+            ``application`` and ``cipher_key``.
     """
 
     def __init__(
@@ -106,18 +121,24 @@ class WorkflowEngine:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_active_executions: int | None = None,
         leases: Leases | None = None,
+        cipher_key: str | None = None,
+        governed: bool = False,
     ) -> None:
         if application is not None and store is not None:
             msg = "give a store or an application, not both"
             raise ValueError(msg)
+        if application is not None and cipher_key is not None:
+            msg = "give a cipher key or an application, not both (the application has its key)"
+            raise ValueError(msg)
         self.recover = recover
+        self._operator = OperatorCommands(governed=governed)
         self.max_concurrent_steps = max_concurrent_steps
         self._slots = SlotPool(max_concurrent_steps)
         self._own_actions = ActionRegistry()
         self._user_actions = actions or ActionRegistry()
         self.retry_policy = retry_policy or DEFAULT_RETRY_POLICY
         self._app = application or LedgerApplication(
-            parse_store_url(store), snapshot_interval=snapshot_interval
+            parse_store_url(store), snapshot_interval=snapshot_interval, cipher_key=cipher_key
         )
         self.ledger = Ledger(application=self._app)
         """The engine's ledger (read side and audit)."""
@@ -298,7 +319,13 @@ class WorkflowEngine:
         if execution_id is not None and await self._exists(key):
             return key
         remember_definition(workflow)  # its runner finds it loaded, not loaded again
-        execution = Execution.start(key, workflow, data, self._now())
+        if SealingPolicy.of(workflow) is None:
+            execution = Execution.start(key, workflow, data, self._now())
+        else:  # its keys are read or made in the store
+            now = self._now()
+            execution = await self._store_calls.run(
+                start_guarded, key, workflow, data, now, self._app.keys
+            )
         keeper = self._keeper
         if keeper is not None and run_here:
             if await keeper.claim(key) is None:
@@ -342,62 +369,6 @@ class WorkflowEngine:
     async def get_workflow_status(self, execution_id: str) -> ExecutionState:
         """Return the execution's current state, from the store."""
         return await self._store_calls.run(self.ledger.get, execution_id)
-
-    # -- operators' commands --------------------------------------------------------------
-
-    async def cancel_workflow(
-        self,
-        execution_id: str,
-        reason: str = "cancelled",
-        *,
-        actor: str | None = None,
-        rollback: bool = False,
-    ) -> ExecutionState:
-        """Cancel an execution.
-
-        In-flight steps finish and are recorded, nothing new starts, and the execution
-        ends CANCELLED (ROLLED_BACK when ``rollback`` and a completed step declares
-        ``compensate``).
-
-        Raises:
-            InvalidTransitionError: The execution had already ended (nothing changes).
-        """
-
-        def command(execution: Execution, at: datetime) -> None:
-            execution.request_cancel(reason, actor, at, rollback=rollback)
-
-        return await self._command(execution_id, command, take_over=False)
-
-    async def pause_workflow(
-        self, execution_id: str, reason: str = "requested", *, actor: str | None = None
-    ) -> ExecutionState:
-        """Pause: in-flight steps finish and are recorded; nothing new starts until resumed."""
-
-        def command(execution: Execution, at: datetime) -> None:
-            execution.pause(reason, at, actor=actor)
-
-        return await self._command(execution_id, command, take_over=False)
-
-    async def resume_workflow(
-        self,
-        execution_id: str,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        actor: str | None = None,
-    ) -> ExecutionState:
-        """Resume a paused execution, providing ``inputs`` first (merged into its input)."""
-
-        def command(execution: Execution, at: datetime) -> None:
-            if execution.status is not ExecutionStatus.PAUSED:
-                # Refused before the inputs are recorded: a refused resume records nothing.
-                raise InvalidTransitionError(
-                    "execution", execution.status.value, "resume", execution_id
-                )
-            if inputs:
-                execution.provide_input(inputs, actor, at)
-            execution.resume(actor, at)
-
-        return await self._command(execution_id, command)
 
     def subscribe(
         self, execution_id: str | None = None, from_version: int = 0

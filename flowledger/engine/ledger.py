@@ -17,11 +17,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from flowledger.domain.execution_state import aware
+from flowledger.domain.sealing import holds_sealed
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.audit import VerifyReport, export_execution, history_of, verify_histories
 from flowledger.engine.bundles import import_bundle
 from flowledger.engine.ledger_app import DEFAULT_SNAPSHOT_INTERVAL, LedgerApplication
+from flowledger.engine.ledger_compliance import LedgerCompliance
+from flowledger.engine.payload_guards import opened_history
 from flowledger.engine.stores import StoreConfig
 from flowledger.engine.views import LedgerViews, scan_executions
 from flowledger.errors import VersionNotFoundError
@@ -40,7 +43,7 @@ DEFAULT_LIST_LIMIT = 100
 """How many executions :meth:`Ledger.list` returns unless told otherwise."""
 
 
-class Ledger:
+class Ledger(LedgerCompliance):
     """Read recorded executions, verify and export their histories.
 
     Args:
@@ -51,10 +54,17 @@ class Ledger:
         application: An open :class:`~flowledger.engine.ledger_app.LedgerApplication`
             to read through instead of opening one (the engine's, say). The ledger does
             not close an application it did not open.
+        cipher_key: The key the store's events are encrypted with (see
+            :func:`~flowledger.engine.encryption.generate_cipher_key`). None takes
+            ``FLOWLEDGER_CIPHER_KEY`` if it is set, else the store is in clear text.
 
     Raises:
         StoreError: The URL is invalid or the store cannot be opened.
-        ValueError: Both ``store`` and ``application`` are given.
+        CipherKeyError: The cipher key is malformed. A key that does not fit the
+            store's events (wrong, missing, or given for a store in clear text) is
+            reported when they are read.
+        ValueError: Both ``store`` and ``application`` are given, or both
+            ``application`` and ``cipher_key``.
 
     Example:
         >>> with Ledger("memory://") as ledger:
@@ -68,13 +78,19 @@ class Ledger:
         *,
         snapshot_interval: int | None = DEFAULT_SNAPSHOT_INTERVAL,
         application: LedgerApplication | None = None,
+        cipher_key: str | None = None,
     ) -> None:
         if application is not None and store is not None:
             msg = "give a store or an application, not both"
             raise ValueError(msg)
+        if application is not None and cipher_key is not None:
+            msg = "give a cipher key or an application, not both (the application has its key)"
+            raise ValueError(msg)
         self._owns_application = application is None
         if application is None:
-            application = LedgerApplication(store, snapshot_interval=snapshot_interval)
+            application = LedgerApplication(
+                store, snapshot_interval=snapshot_interval, cipher_key=cipher_key
+            )
         self._app = application
         self._views: LedgerViews | None = None
         self._views_lock = threading.Lock()
@@ -133,7 +149,12 @@ class Ledger:
             ExecutionNotFoundError: No execution has this id.
             CorruptRecordError: A stored record cannot be read back (see :meth:`verify`).
         """
-        return history_of(self._app, execution_id)
+        entries = history_of(self._app, execution_id)
+        # Sealed values open with their keys (redacted once a key was destroyed); an
+        # export keeps them sealed, as recorded.
+        if any(holds_sealed(entry.data) for entry in entries):
+            return opened_history(entries, self._app.keys)
+        return entries
 
     def list(
         self,

@@ -2,7 +2,8 @@
 
 :class:`LedgerApplication` is the one ``Application`` of flowledger: the engine saves
 executions through it and the :class:`~flowledger.engine.ledger.Ledger` reads through
-it. It is configured only by a store URL (:mod:`flowledger.engine.stores`), loads
+it. It is configured only by a store URL (:mod:`flowledger.engine.stores`) and a
+cipher key (:mod:`flowledger.engine.encryption`), loads
 executions with a projector that skips the library's per-event protocol check (twice as
 fast), and turns the library's errors into flowledger's. Stored records are read back
 as events through :mod:`flowledger.engine.record_reading`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -33,6 +35,9 @@ from eventsourcing.utils import Environment, get_topic
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.snapshot import DefinitionNotCached, remember_definition_text
+from flowledger.engine.encryption import KeyCheck, resolve_encryption
+from flowledger.engine.keystore import KeyStore, open_key_store
+from flowledger.engine.payload_guards import attach_guard
 from flowledger.engine.postgres_setup import prepare_postgres
 from flowledger.engine.record_reading import decode_record, reading, replay
 from flowledger.engine.stores import StoreConfig, mask_password, parse_store_url
@@ -67,12 +72,16 @@ class LedgerApplication(Application[UUID]):
             or None for the default (``FLOWLEDGER_STORE``, else ``sqlite:///flowledger.db``).
         snapshot_interval: Take a snapshot of an execution every this many events
             (0 or None: never).
-        env: Further eventsourcing settings (for example ``CIPHER_TOPIC`` and
-            ``CIPHER_KEY``), applied over the store's. The process environment is
-            not read: the store is chosen by the URL alone.
+        env: Further eventsourcing settings, applied over the store's and the
+            cipher's. The process environment is not read for them: the store is
+            chosen by the URL alone.
+        cipher_key: Encrypt (AES-GCM) and compress every event and snapshot stored,
+            with this key (see :func:`~flowledger.engine.encryption.generate_cipher_key`).
+            None takes ``FLOWLEDGER_CIPHER_KEY`` if it is set, else stores in clear text.
 
     Raises:
         StoreError: The URL is invalid or the store cannot be opened.
+        CipherKeyError: The cipher key is malformed.
         ValueError: ``snapshot_interval`` is negative.
     """
 
@@ -84,11 +93,13 @@ class LedgerApplication(Application[UUID]):
         *,
         snapshot_interval: int | None = DEFAULT_SNAPSHOT_INTERVAL,
         env: Mapping[str, str] | None = None,
+        cipher_key: str | None = None,
     ) -> None:
         if snapshot_interval is not None and snapshot_interval < 0:
             msg = f"snapshot_interval must be 0 or more, not {snapshot_interval}"
             raise ValueError(msg)
         self.store = store if isinstance(store, StoreConfig) else parse_store_url(store)
+        encryption = resolve_encryption(cipher_key)
         self.snapshot_interval = snapshot_interval or None
         self.is_snapshotting_enabled = self.snapshot_interval is not None
         # eventsourcing declares the intervals on the class; each ledger has its own.
@@ -98,6 +109,7 @@ class LedgerApplication(Application[UUID]):
         settings = {
             **self.store.env,
             "IS_SNAPSHOTTING_ENABLED": "y" if self.is_snapshotting_enabled else "n",
+            **(encryption.env if encryption else {}),
             **(env or {}),
         }
         # On PostgreSQL, first: eventsourcing's pool hides why a server refuses, and it
@@ -113,6 +125,13 @@ class LedgerApplication(Application[UUID]):
         except (EventSourcingError, sqlite3.Error, OSError) as error:
             reason = self.store.scrub(f"cannot be opened: {error}")
             raise StoreError(mask_password(self.store.url), reason) from error
+        source = encryption.source if encryption else None
+        if self.mapper.cipher is not None and source is None:
+            source = "the CIPHER_KEY setting"  # given through ``env``
+        self.key_check = KeyCheck(self.mapper, self.recorder, source, self.store.display_url)
+        """Whether the cipher key fits the store (see :class:`KeyCheck`)."""
+        self._keys: KeyStore | None = None
+        self._keys_lock = threading.Lock()
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
         """Return the settings given, without the process environment.
@@ -133,7 +152,10 @@ class LedgerApplication(Application[UUID]):
         Raises:
             ConcurrencyConflictError: Another writer recorded one of these executions'
                 next version first; nothing of this save was recorded.
+            CipherKeyError: The cipher key (or its absence) does not fit the events
+                the store holds; nothing was recorded.
         """
+        self.key_check.require_fit()
         try:
             return super().save(*objs, **kwargs)
         except IntegrityError as error:
@@ -149,7 +171,10 @@ class LedgerApplication(Application[UUID]):
         Raises:
             ConcurrencyConflictError: Another writer recorded one of these executions'
                 next version first; nothing of this save was recorded.
+            CipherKeyError: The cipher key (or its absence) does not fit the events
+                the store holds; nothing was recorded.
         """
+        self.key_check.require_fit()
         try:
             self.events.put(list(events))
         except IntegrityError as error:
@@ -205,9 +230,10 @@ class LedgerApplication(Application[UUID]):
             ExecutionNotFoundError: No execution has this id.
             VersionNotFoundError: ``version`` is below 1 or above the current version.
             CorruptRecordError: A stored record cannot be read back.
+            CipherKeyError: The cipher key (or its absence) does not fit the store.
         """
         aggregate_id = execution_uuid(execution_id)
-        with reading(execution_id):
+        with self._reading(execution_id):
             if version is not None and version < 1:
                 latest = self._get(aggregate_id, execution_id, None).version
                 detail = f"has no version {version} (versions start at 1)"
@@ -216,7 +242,35 @@ class LedgerApplication(Application[UUID]):
         if version is not None and execution.version < version:
             detail = f"has no version {version} (its latest is {execution.version})"
             raise VersionNotFoundError(execution_id, version, execution.version, detail)
+        return self._guarded(execution)
+
+    @property
+    def keys(self) -> KeyStore:
+        """The key store of sealed payloads, beside the events (opened on first use).
+
+        With encryption at rest, key material is wrapped with the store's cipher key.
+        """
+        with self._keys_lock:
+            if self._keys is None:
+                cipher = self.mapper.cipher
+                wrapping = getattr(cipher, "key", None) if cipher is not None else None
+                self._keys = open_key_store(self.store, wrapping)
+            return self._keys
+
+    def _guarded(self, execution: Execution) -> Execution:
+        """Attach the guard that opens (and seals) its payloads, when they are sealed."""
+        if any(execution.payload_keys.values()):
+            attach_guard(execution, self.keys)
         return execution
+
+    @contextlib.contextmanager
+    def _reading(self, execution_id: str) -> Iterator[None]:
+        try:
+            with reading(execution_id):
+                yield
+        except CorruptRecordError as error:
+            self.key_check.explain(error)  # a wrong key is no damaged record
+            raise
 
     def _get(self, aggregate_id: UUID, execution_id: str, version: int | None) -> Execution:
         if self.snapshot_interval:
@@ -267,7 +321,7 @@ class LedgerApplication(Application[UUID]):
             execution = replay(None, events)
         if execution is None:
             raise ExecutionNotFoundError(execution_id)
-        return execution
+        return self._guarded(execution)
 
     # -- reading stored records ---------------------------------------------------------
 
@@ -285,8 +339,14 @@ class LedgerApplication(Application[UUID]):
         Raises:
             CorruptRecordError: The record cannot be decoded, is not an execution
                 event, or lacks a field or has one of the wrong type.
+            CipherKeyError: The record cannot be decoded because the cipher key (or
+                its absence) does not fit the store.
         """
-        return decode_record(self.mapper, record, execution_id)
+        try:
+            return decode_record(self.mapper, record, execution_id)
+        except CorruptRecordError as error:
+            self.key_check.explain(error)
+            raise
 
     def read_events(self, execution_id: str) -> list[ExecutionEvent]:
         """Return an execution's events, decoded, in version order.

@@ -26,6 +26,8 @@ STATUS_OF_EVENT = {
     "StepRetryScheduled": "STEP_RETRYING",
     "ExecutionPaused": "PAUSED",
     "ExecutionResumed": "RESUMED",
+    "ExecutionRetried": "RUNNING",
+    "StepSkippedByOperator": "STEP_SKIPPED",
     "ExecutionCompleted": "COMPLETED",
     "ExecutionFailed": "FAILED",
     "ExecutionCancelled": "CANCELLED",
@@ -141,8 +143,10 @@ class NotificationHub:
             for notification in past:
                 if self._is_new(notification, seen, from_version):
                     yield notification
-            if execution_id is not None and any(n.is_final for n in past):
-                return  # it had already ended: nothing more will come
+            if execution_id is not None and past and past[-1].is_final:
+                # It had ended: nothing more will come (an operator's retry or skip
+                # reopens an execution, so only its latest notification tells).
+                return
             if self._closed:
                 return
             while True:  # close() queues None behind what was published before it

@@ -13,6 +13,7 @@ from typing import Any
 from flowledger.domain.definition import StepDefinition, WorkflowDefinition
 from flowledger.domain.definition.model import RetryPolicy
 from flowledger.domain.execution import Execution
+from flowledger.domain.operator_events import retry_base
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.engine.actions import ActionRegistry
 from flowledger.engine.invocation import Outcome, error_data
@@ -104,7 +105,8 @@ def _schedule_retry(
     if execution.status not in _RETRYING or execution.cancel_requested:
         return
     policy = effective_policy(step, default_policy)
-    attempt = execution.step_state(step.id).attempts
+    # After an operator's retry the step has its whole policy again.
+    attempt = execution.step_state(step.id).attempts - retry_base(execution, step.id)
     if should_retry(policy, attempt, error):
         not_before = next_retry_time(policy, attempt + 1, at, random)
         execution.schedule_retry(step.id, not_before, at)

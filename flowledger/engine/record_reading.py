@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
 from uuid import UUID
 
@@ -88,7 +88,12 @@ def decode_record(
 def _malformation(event: ExecutionEvent) -> str | None:
     """Say what makes a decoded event unusable, or return None if nothing does."""
     recorded = vars(event)
-    missing = [field.name for field in fields(event) if field.name not in recorded]
+    # A field added to an event class later has a default: older records lack it.
+    missing = [
+        field.name
+        for field in fields(event)
+        if field.name not in recorded and field.default is MISSING
+    ]
     if missing:
         return f"{type(event).__name__} lacks {', '.join(missing)}"
     expected = {"timestamp": datetime, "hash": str, "prev_hash": str}

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowledger.domain.conditions import compile_condition, evaluate_condition
 from flowledger.domain.definition import Dependency, StepDefinition, WorkflowDefinition
+from flowledger.domain.operator_events import SKIPPED_BY_OPERATOR
 from flowledger.domain.references import plain_copy, resolve_references
 from flowledger.domain.status import StepStatus
 from flowledger.engine.decisions import (
@@ -187,8 +188,11 @@ class Scheduler:
     def edge_active(self, edge: Dependency, target: str) -> bool:
         """Evaluate (and record) the edge's condition when its source completed or failed."""
         status = self.results.status(edge.source)
-        finished = status == _COMPLETED or (
-            status == _FAILED and self.definition.step(edge.source).continue_on_error
+        finished = (
+            status == _COMPLETED
+            or (status == _FAILED and self.definition.step(edge.source).continue_on_error)
+            # Skipped by an operator: what follows runs, as after a completion.
+            or (status == _SKIPPED and self.steps.step(edge.source).reason == SKIPPED_BY_OPERATOR)
         )
         if not finished:
             return False

@@ -1,0 +1,75 @@
+"""Attaching payload guards to executions: new ones, loaded ones, and their histories.
+
+An execution whose definition declares ``personal_data`` or ``retention`` records,
+right after it starts, which keys seal its payloads (``PayloadKeysAssigned``). Every
+object of that execution the engine or a ledger works with carries a guard built from
+its definition and those keys, so what it records is sealed and what it reads is open
+(or redacted, once a key is destroyed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from flowledger.domain.definition import WorkflowDefinition
+from flowledger.domain.execution import Execution, execution_uuid
+from flowledger.domain.references import lookup_reference, parse_reference
+from flowledger.domain.sealing import PayloadGuard, guard, guard_of, holds_sealed
+from flowledger.domain.state import HistoryEntry
+from flowledger.engine.keystore import KeyStore, subject_key_id
+from flowledger.engine.planning import definition_of
+from flowledger.engine.sealing import AesPayloadGuard, SealingPolicy, open_sealed
+from flowledger.errors import MissingInputError
+
+
+def start_guarded(
+    execution_id: str,
+    definition: WorkflowDefinition,
+    input_data: Mapping[str, Any] | None,
+    at: datetime,
+    keys: KeyStore,
+) -> Execution:
+    """Start an execution, sealing what its definition asks to (see :mod:`.sealing`).
+
+    Raises:
+        MissingInputError: The definition declares personal data and the input does
+            not name the data subject. Nothing is recorded.
+    """
+    policy = SealingPolicy.of(definition)
+    if policy is None:
+        return Execution.start(execution_id, definition, input_data, at)
+    subject_key = None
+    if policy.subject is not None:
+        subject = lookup_reference(parse_reference(policy.subject), {"input": input_data or {}})
+        if subject is None or isinstance(subject, Mapping | list):
+            raise MissingInputError(policy.subject, "the data subject must be a plain value")
+        subject_key = subject_key_id(keys, str(subject))
+    execution_key = f"execution:{execution_uuid(execution_id)}" if policy.retained else None
+    payload_guard = AesPayloadGuard(policy, keys, subject_key, execution_key)
+    execution = Execution.start(execution_id, definition, input_data, at, payload_guard)
+    execution.assign_keys(subject_key, execution_key, at)
+    return execution
+
+
+def attach_guard(execution: Execution, keys: KeyStore) -> Execution:
+    """Attach its guard to a loaded execution whose payloads are sealed (if not yet)."""
+    recorded = execution.payload_keys
+    if guard_of(execution) is not None or not any(recorded.values()):
+        return execution
+    policy = SealingPolicy.of(definition_of(execution)) or SealingPolicy(subject=None)
+    payload_guard: PayloadGuard = AesPayloadGuard(
+        policy, keys, recorded["subject"], recorded["execution"]
+    )
+    guard(execution, payload_guard)
+    return execution
+
+
+def opened_history(entries: Sequence[HistoryEntry], keys: KeyStore) -> list[HistoryEntry]:
+    """Return history entries with their sealed values opened (or redacted)."""
+    return [
+        replace(entry, data=open_sealed(keys, entry.data)) if holds_sealed(entry.data) else entry
+        for entry in entries
+    ]
