@@ -2,12 +2,15 @@
 
 ``history`` summarises each event with the audit timeline's text.
 ``verify`` exits 1 when any stored history does not verify against its hash chain.
+``export --sign`` signs the bundle's chain head (see :mod:`flowledger.engine.signing`).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +18,7 @@ from flowledger.cli.options import EXIT_FAILED, common_options
 from flowledger.cli.rendering import echo_json, history_table, print_rendered
 from flowledger.cli.sessions import open_ledger
 from flowledger.engine.audit import VerifyReport, entry_json
+from flowledger.engine.signing import sign_bundle
 from flowledger.projections.timeline import audit_timeline
 
 
@@ -66,19 +70,60 @@ def print_verify_report(report: VerifyReport) -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the bundle to this file instead of standard output.",
 )
+@click.option(
+    "--sign",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="KEYFILE",
+    help="Sign the bundle's chain head with this Ed25519 private key (PEM; see keygen).",
+)
+@click.option("--signer", metavar="NAME", help="Who signs, recorded in the signature (--sign).")
 @common_options
-def export(execution_id: str, output: Path | None, store: str | None, as_json: bool) -> int:
-    """Export an execution's definition and history as one JSON bundle."""
+def export(
+    *,
+    execution_id: str,
+    output: Path | None,
+    key_file: Path | None,
+    signer: str | None,
+    store: str | None,
+    as_json: bool,
+) -> int:
+    """Export an execution's definition and history as one JSON bundle, optionally signed."""
+    if signer is not None and key_file is None:
+        raise click.UsageError("--signer needs --sign KEYFILE")
+    key_pem = key_file.read_bytes() if key_file is not None else None
     with open_ledger(store) as ledger:
         bundle = ledger.export(execution_id)
+    if key_pem is not None:
+        bundle = sign_bundle(bundle, key_pem, signer=signer, at=datetime.now(UTC))
     text = json.dumps(bundle, indent=2, ensure_ascii=False)
     if output is None:
         click.echo(text)  # the bundle is JSON either way
         return 0
     output.write_text(text + "\n", encoding="utf-8")
     if as_json:
-        summary = {"execution_id": bundle["execution_id"], "output": str(output)}
-        echo_json(summary | {"events": len(bundle["events"]), "chain_head": bundle["chain_head"]})
+        echo_json(_export_summary(bundle, output))
     else:
         click.echo(f"exported {len(bundle['events'])} event(s) of {execution_id} to {output}")
+        if "signature" in bundle:
+            click.echo(_signature_line(bundle["signature"]))
     return 0
+
+
+def _export_summary(bundle: dict[str, Any], output: Path) -> dict[str, Any]:
+    summary = {
+        "execution_id": bundle["execution_id"],
+        "output": str(output),
+        "events": len(bundle["events"]),
+        "chain_head": bundle["chain_head"],
+        "signed": "signature" in bundle,
+    }
+    if "signature" in bundle:
+        summary["public_key_fingerprint"] = bundle["signature"]["public_key_fingerprint"]
+    return summary
+
+
+def _signature_line(signature: dict[str, Any]) -> str:
+    signer = signature["signed"]["signer"]
+    named = f" by {signer}" if signer is not None else ""
+    return f"signed{named} with key {signature['public_key_fingerprint']}"

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import click
 
+from flowledger.cli.operator_commands import actor_option
 from flowledger.cli.options import actions_option, aware_time, common_options, load_actions
 from flowledger.cli.rendering import (
     echo_json,
@@ -127,7 +128,7 @@ def at_command(
 @click.command("cancel")
 @click.argument("execution_id", metavar="ID")
 @click.option("--reason", default="cancelled", show_default=True, help="Why (recorded).")
-@click.option("--actor", metavar="NAME", help="Who cancels it (recorded).")
+@actor_option("cancels it")
 @click.option("--rollback", is_flag=True, help="Compensate completed steps that declare it.")
 @actions_option("Module with the compensating actions --rollback calls (see run --actions).")
 @common_options
@@ -135,7 +136,7 @@ def cancel(
     *,
     execution_id: str,
     reason: str,
-    actor: str | None,
+    actor: str,
     rollback: bool,
     actions_module: str | None,
     store: str | None,
@@ -157,11 +158,9 @@ def cancel(
 @click.command("pause")
 @click.argument("execution_id", metavar="ID")
 @click.option("--reason", default="requested", show_default=True, help="Why (recorded).")
-@click.option("--actor", metavar="NAME", help="Who pauses it (recorded).")
+@actor_option("pauses it")
 @common_options
-def pause(
-    execution_id: str, reason: str, actor: str | None, store: str | None, as_json: bool
-) -> int:
+def pause(execution_id: str, reason: str, actor: str, store: str | None, as_json: bool) -> int:
     """Pause an execution; nothing new starts until it is resumed."""
     require_store(store)
 

@@ -16,10 +16,20 @@ from eventsourcing.domain import EventSourcingError
 
 from flowledger.cli.analysis_commands import diff, import_command, metrics, replay
 from flowledger.cli.audit_commands import export, history, verify
+from flowledger.cli.bundle_commands import keygen_command, verify_bundle_command
+from flowledger.cli.compliance_commands import (
+    certificate_command,
+    forget_command,
+    hold_command,
+    purge_command,
+    release_command,
+)
 from flowledger.cli.definition_commands import graph, validate
+from flowledger.cli.encryption_command import cipher_key_command
 from flowledger.cli.execution_commands import at_command, cancel, list_command, pause, show
+from flowledger.cli.operator_commands import resume_command, retry_command, skip_command
 from flowledger.cli.options import EXIT_BAD_INPUT
-from flowledger.cli.run_commands import resume_command, run_command
+from flowledger.cli.run_commands import run_command
 from flowledger.cli.worker_command import worker_command
 from flowledger.errors import FlowledgerError
 
@@ -37,9 +47,19 @@ COMMANDS = (
     cancel,
     pause,
     resume_command,
+    retry_command,
+    skip_command,
     worker_command,
     export,
     import_command,
+    verify_bundle_command,
+    keygen_command,
+    cipher_key_command,
+    forget_command,
+    hold_command,
+    release_command,
+    purge_command,
+    certificate_command,
     diff,
     replay,
     metrics,

@@ -1,6 +1,6 @@
-"""Commands that run executions in this process: ``run`` and ``resume``.
+"""``run``, which runs an execution in this process, and what it shares with ``resume``.
 
-Both follow the execution live, one line per notification (steps started, completed,
+They follow the execution live, one line per notification (steps started, completed,
 failed, retrying, skipped; the execution paused, resumed or ended), until it rests:
 terminal, or PAUSED with no step still running. With ``--json`` they print nothing
 until the end, then one JSON document: the final state, as ``show --json`` gives it.
@@ -31,7 +31,7 @@ from flowledger.cli.options import (
     load_actions,
 )
 from flowledger.cli.rendering import echo_json, state_to_dict
-from flowledger.cli.sessions import DEFAULT_MAX_CONCURRENT, engine_session, require_store
+from flowledger.cli.sessions import DEFAULT_MAX_CONCURRENT, engine_session
 from flowledger.domain.canonical import json_ready
 from flowledger.domain.definition import WorkflowDefinition
 from flowledger.domain.state import ExecutionState
@@ -43,11 +43,13 @@ from flowledger.errors import ExecutionNotFoundError
 Progress = Callable[[Notification], None]
 
 
-def _show_progress(note: Notification) -> None:
+def show_progress(note: Notification) -> None:
+    """Print one line per notification (what ``run`` shows as an execution goes)."""
     click.echo(progress_line(note))
 
 
-def _ignore_progress(note: Notification) -> None:
+def ignore_progress(note: Notification) -> None:
+    """Print nothing (``--json``: one document at the end)."""
     del note  # --json: the final document says it all
 
 
@@ -148,7 +150,7 @@ def run_command(
     """Run a workflow, showing each step as it happens."""
     definition = read_definition(file)
     actions = load_actions(actions_module) if actions_module else None
-    progress = _ignore_progress if as_json else _show_progress
+    progress = ignore_progress if as_json else show_progress
 
     async def start_and_follow() -> ExecutionState:
         async with engine_session(store, actions, max_concurrent) as engine:
@@ -172,38 +174,3 @@ async def _start(
         return existing
     key = await engine.start_workflow(definition, input_data, execution_id=execution_id)
     return await follow(engine, key, 0, progress)
-
-
-@click.command("resume")
-@click.argument("execution_id", metavar="ID")
-@click.option(
-    "--input",
-    "input_data",
-    callback=json_object,
-    metavar="JSON|@file",
-    help="Inputs to provide (JSON object).",
-)
-@click.option("--actor", metavar="NAME", help="Who resumes it (recorded).")
-@actions_option()
-@common_options
-def resume_command(
-    *,
-    execution_id: str,
-    input_data: dict[str, Any] | None,
-    actor: str | None,
-    actions_module: str | None,
-    store: str | None,
-    as_json: bool,
-) -> int:
-    """Resume a paused execution here and follow it until it rests."""
-    require_store(store)
-    actions = load_actions(actions_module) if actions_module else None
-    progress = _ignore_progress if as_json else _show_progress
-
-    async def resume_and_follow() -> ExecutionState:
-        async with engine_session(store, actions) as engine:
-            before = await engine.get_workflow_status(execution_id)
-            await engine.resume_workflow(execution_id, input_data, actor=actor)
-            return await follow(engine, execution_id, before.version, progress)
-
-    return report(asyncio.run(resume_and_follow()), as_json, actions_module)

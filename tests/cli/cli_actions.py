@@ -36,3 +36,14 @@ async def hold() -> dict[str, bool]:
 @actions.action("undo")
 def undo(greeting: str) -> dict[str, str]:
     return {"undone": greeting}
+
+
+FIXED = "FLOWLEDGER_TEST_FIXED"
+
+
+@actions.action("fragile")
+async def fragile() -> dict[str, bool]:
+    """Fails (not retryable) until ``FIXED`` is set: a fault an operator repairs."""
+    if not os.environ.get(FIXED):
+        raise NonRetryableError("not fixed yet")
+    return {"fixed": True}

@@ -40,7 +40,9 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     commands = [line.split()[0] for line in listed.strip().splitlines()]
     assert commands == [
         "validate", "graph", "run", "list", "show", "history", "at", "verify", "cancel",
-        "pause", "resume", "worker", "export", "import", "diff", "replay", "metrics",
+        "pause", "resume", "retry", "skip", "worker", "export", "import", "verify-bundle",
+        "keygen", "cipher-key", "forget", "hold", "release", "purge", "certificate", "diff",
+        "replay", "metrics",
     ]  # fmt: skip
 
 
