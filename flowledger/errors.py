@@ -166,6 +166,24 @@ class OperatorActionError(FlowledgerError):
         super().__init__(f"cannot {action}: {reason}")
 
 
+class SubjectForgottenError(FlowledgerError):
+    """A data subject whose personal data was erased is named again; nothing is recorded.
+
+    Its key is destroyed for good, so its personal data can never be recorded again:
+    give the person a new subject id.
+
+    Attributes:
+        subject_key: The id of the destroyed key (never the subject's own id).
+    """
+
+    def __init__(self, subject_key: str) -> None:
+        self.subject_key = subject_key
+        super().__init__(
+            f"the data subject with key {subject_key} was forgotten: its personal data"
+            " cannot be recorded again (give it a new subject id)"
+        )
+
+
 class ExecutionNotFoundError(FlowledgerError):
     """No execution with this id is in the ledger."""
 

@@ -69,6 +69,9 @@ def test_error_fields_are_structured() -> None:
     assert schema.errors == ({"path": "$.a", "message": "bad"},)
     key = flowledger.SigningKeyError("public", "it is not a PEM public key")
     assert (key.role, key.reason) == ("public", "it is not a PEM public key")
+    refused = flowledger.OperatorActionError("skip", "step 'pay' is non_skippable")
+    assert (refused.action, refused.reason) == ("skip", "step 'pay' is non_skippable")
+    assert flowledger.SubjectForgottenError("subject:ab12").subject_key == "subject:ab12"
     cipher = flowledger.CipherKeyError("cipher_key", "invalid cipher key in cipher_key: empty")
     assert (cipher.source, cipher.reason, cipher.store) == (
         "cipher_key",

@@ -33,7 +33,7 @@ def forget_command(
     if as_json:
         echo_json(report.to_dict())
     else:
-        gone = "destroyed" if report.key_destroyed else "was already destroyed"
+        gone = "destroyed" if report.key_destroyed else "was not there to destroy (already gone)"
         click.echo(f"subject key {report.subject_key} {gone}")
         click.echo(f"erasure recorded on {len(report.executions)} execution(s)")
         for execution_id in report.executions:
@@ -107,7 +107,7 @@ def certificate_command(execution_id: str, store: str | None, as_json: bool) -> 
     with open_ledger(store) as ledger:
         certificate = ledger.deletion_certificate(execution_id)
     if certificate is None:
-        click.echo(f"execution {execution_id} was not purged", err=not as_json)
+        click.echo(f"execution {execution_id} was not purged", err=True)
         return 1
     echo_json(certificate)  # the certificate is JSON either way
     return 0

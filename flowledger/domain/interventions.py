@@ -14,11 +14,11 @@ from functools import lru_cache
 from typing import Any
 
 from flowledger.domain.canonical import encode_payload
-from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, step_key
+from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware, step_key
 from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE
 from flowledger.domain.operator_events import ExecutionRetried, StepSkippedByOperator
 from flowledger.domain.status import ExecutionStatus, StepStatus
-from flowledger.errors import OperatorActionError
+from flowledger.errors import InvalidTransitionError, OperatorActionError
 
 _FAILED_EXECUTION = frozenset({ExecutionStatus.FAILED.value})
 _SKIPPABLE_IN = NON_TERMINAL | _FAILED_EXECUTION
@@ -56,7 +56,10 @@ class Interventions(ExecutionRecord):
             OperatorActionError: ``actor`` or ``reason`` is missing.
         """
         actor, reason = accountable("retry", actor, reason)
-        self._transition("reopen", at)
+        aware(at)
+        if not EXECUTION_LIFECYCLE.allows(self._status, "reopen"):
+            raise InvalidTransitionError("execution", self._status, "retry", self._execution_id)
+        self._refuse_if_purged("retry")
         tolerant = _tolerant_ids(self._definition)
         failed = [
             step_id
@@ -84,15 +87,25 @@ class Interventions(ExecutionRecord):
                 ``non_skippable`` or a trigger.
         """
         actor, reason = accountable("skip", actor, reason)
-        self._check_step(step_id, "operator_skip", at, _SKIPPABLE_IN, new_work=True)
-        if self._status in _FAILED_EXECUTION:
-            EXECUTION_LIFECYCLE.next_state(self._status, "reopen", self._execution_id)
+        try:
+            self._check_step(step_id, "operator_skip", at, _SKIPPABLE_IN, new_work=True)
+        except InvalidTransitionError as refused:  # named as the operator knows it
+            trigger = "skip" if refused.entity == "step" else "skip a step of"
+            raise InvalidTransitionError(
+                refused.entity, refused.state, trigger, refused.subject
+            ) from None
+        self._refuse_if_purged("skip")
         if step_id in _unskippable_ids(self._definition):
             raise OperatorActionError("skip", f"step {step_id!r} is non_skippable or a trigger")
         recorded = encode_payload(output)
         self._append(
             StepSkippedByOperator, at, step_id=step_id, actor=actor, reason=reason, output=recorded
         )
+
+    def _refuse_if_purged(self, action: str) -> None:
+        if self.__dict__.get("_purged"):
+            problem = f"execution {self._execution_id} was purged: its payloads are gone"
+            raise OperatorActionError(action, problem)
 
 
 @lru_cache(maxsize=256)

@@ -24,6 +24,7 @@ from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
 from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
+from flowledger.engine.audit import history_of
 from flowledger.engine.commands import CommandDesk
 from flowledger.engine.leases import DEFAULT_LEASE_SECONDS, Leases, PostgresLeases
 from flowledger.engine.leasing import (
@@ -373,7 +374,11 @@ class WorkflowEngine(OperatorMethods):
     def subscribe(
         self, execution_id: str | None = None, from_version: int = 0
     ) -> AsyncIterator[Notification]:
-        """Yield status notifications: first what already happened, then live."""
+        """Yield status notifications: first what already happened, then live.
+
+        Their ``data`` is as recorded: sealed personal values stay sealed (listeners
+        too), so notifications never carry personal data in clear.
+        """
 
         async def catch_up() -> list[Notification]:
             if execution_id is None:
@@ -382,7 +387,8 @@ class WorkflowEngine(OperatorMethods):
                 ids = [execution_id]
             notes: list[Notification] = []
             for key in ids:
-                entries = await self._store_calls.run(self.ledger.history, key)
+                # As recorded, like live notifications: sealed values stay sealed.
+                entries = await self._store_calls.run(history_of, self._app, key)
                 notes.extend(notifications_of(key, entries))
             return notes
 

@@ -3,8 +3,8 @@
 The key is destroyed first, then ``SubjectForgotten`` is recorded on every execution
 that holds the subject's data. Should the process stop in between, forgetting the
 subject again records what is missing; a history never claims an erasure that did not
-happen. Finding the executions reads every execution's first events: on a large store
-this is a scan.
+happen. While an execution holding its data is under legal hold, the erasure is
+refused. Finding the executions loads every execution: on a large store this is a scan.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flowledger.domain.execution import Execution
 from flowledger.domain.interventions import accountable
 from flowledger.engine.keystore import KeyStore, subject_key_id
 from flowledger.engine.ledger_app import LedgerApplication
-from flowledger.errors import ConcurrencyConflictError
+from flowledger.errors import ConcurrencyConflictError, OperatorActionError
 
 MAX_CONFLICTS = 20
 """Times an annotation is recorded again because the execution moved on meanwhile."""
@@ -59,20 +59,23 @@ def forget_subject(
     """Destroy a data subject's key and record the erasure on its executions.
 
     Raises:
-        OperatorActionError: ``actor`` or ``reason`` is missing (nothing is done).
+        OperatorActionError: ``actor`` or ``reason`` is missing, or an execution
+            holding the subject's data is under legal hold (nothing is done).
     """
     actor, reason = accountable("forget", actor, reason)
     key_id = subject_key_id(keys, subject_id)
-    holding = [
-        execution_id
-        for execution_id in app.execution_ids()
-        if app.load(execution_id).payload_keys["subject"] == key_id
-    ]
+    loaded = (app.load(execution_id) for execution_id in app.execution_ids())
+    holding = [execution for execution in loaded if execution.payload_keys["subject"] == key_id]
+    held = [execution.execution_id for execution in holding if execution.under_legal_hold]
+    if held:
+        # Data needed for legal claims is kept: the hold is released first, knowingly.
+        problem = f"executions under legal hold hold its data: {', '.join(held)}"
+        raise OperatorActionError("forget", problem)
     destroyed = keys.destroy(key_id)
     recorded = []
-    for execution_id in holding:
-        if annotate(app, execution_id, lambda e: _forget(e, actor, reason, at)):
-            recorded.append(execution_id)
+    for execution in holding:
+        if annotate(app, execution.execution_id, lambda e: _forget(e, actor, reason, at)):
+            recorded.append(execution.execution_id)
     return ErasureReport(key_id, destroyed, tuple(recorded))
 
 

@@ -20,8 +20,7 @@ import hmac
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -66,6 +65,9 @@ class KeyStore(Protocol):
     def destroyed(self, key_id: str) -> bool:
         """True when the key existed and was destroyed."""
 
+    def close(self) -> None:
+        """Release the store's connection (if it holds one)."""
+
 
 def subject_key_id(store: KeyStore, subject: str) -> str:
     """Return the key id of a data subject: a keyed hash of its id, never the id itself."""
@@ -82,6 +84,7 @@ class SqlKeyStore:
             own transaction and returns its rows; the table exists.
         erase: Runs after a key is destroyed, to erase the old bytes from disk.
         wrapping_key: When given, key material is stored encrypted with it.
+        close: Releases the connection, if one is held.
     """
 
     def __init__(
@@ -89,11 +92,14 @@ class SqlKeyStore:
         run: Callable[..., list[tuple[Any, ...]]],
         erase: Callable[[], None],
         wrapping_key: bytes | None = None,
+        close: Callable[[], None] | None = None,
     ) -> None:
         self._run = run
         self._erase = erase
+        self._close = close
         self._wrap = None if wrapping_key is None else AESGCM(wrapping_key)
         self._lock = threading.Lock()
+        self._pepper: bytes | None = None
 
     def material(self, key_id: str) -> bytes | None:  # noqa: D102 - see KeyStore
         rows = self._run("SELECT material FROM {t} WHERE key_id = ?", key_id)
@@ -102,17 +108,24 @@ class SqlKeyStore:
         return self._unwrapped(key_id, rows[0][0])
 
     def create(self, key_id: str) -> bytes:  # noqa: D102
+        if key_id == PEPPER_ID and self._pepper is not None:
+            return self._pepper  # never destroyed: read once
         with self._lock:
-            fresh = self._wrapped(key_id, os.urandom(KEY_BYTES))
-            self._run(
-                "INSERT INTO {t} (key_id, material) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                key_id,
-                fresh,
-            )
             rows = self._run("SELECT material FROM {t} WHERE key_id = ?", key_id)
+            if not rows:  # made here, unless another process makes it first
+                fresh = self._wrapped(key_id, os.urandom(KEY_BYTES))
+                self._run(
+                    "INSERT INTO {t} (key_id, material) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    key_id,
+                    fresh,
+                )
+                rows = self._run("SELECT material FROM {t} WHERE key_id = ?", key_id)
         if rows[0][0] is None:
             raise KeyError(key_id)
-        return self._unwrapped(key_id, rows[0][0])
+        material = self._unwrapped(key_id, rows[0][0])
+        if key_id == PEPPER_ID:
+            self._pepper = material
+        return material
 
     def destroy(self, key_id: str) -> bool:  # noqa: D102
         rows = self._run(
@@ -127,6 +140,10 @@ class SqlKeyStore:
     def destroyed(self, key_id: str) -> bool:  # noqa: D102
         rows = self._run("SELECT destroyed FROM {t} WHERE key_id = ?", key_id)
         return bool(rows and rows[0][0])
+
+    def close(self) -> None:  # noqa: D102
+        if self._close is not None:
+            self._close()
 
     def _wrapped(self, key_id: str, material: bytes) -> str:
         if self._wrap is None:
@@ -159,7 +176,7 @@ class MemoryKeyStore(SqlKeyStore):
                 return connection.execute(statement.format(t=TABLE), args).fetchall()
 
         run(CREATE_TABLE)
-        super().__init__(run, lambda: None, wrapping_key)
+        super().__init__(run, lambda: None, wrapping_key, connection.close)
 
 
 def open_key_store(store: StoreConfig, wrapping_key: bytes | None = None) -> KeyStore:
@@ -169,44 +186,44 @@ def open_key_store(store: StoreConfig, wrapping_key: bytes | None = None) -> Key
         StoreError: The database cannot be reached, or the table cannot be created.
     """
     if store.kind == "sqlite":
-        return SqlKeyStore(*_sqlite(store), wrapping_key)
-    if store.kind == "postgresql":
-        return SqlKeyStore(*_postgres(store), wrapping_key)
-    return MemoryKeyStore(wrapping_key)
+        run, erase, close = _sqlite(store)
+    elif store.kind == "postgresql":
+        run, erase, close = _postgres(store)
+    else:
+        return MemoryKeyStore(wrapping_key)
+    return SqlKeyStore(run, erase, wrapping_key, close)
 
 
-def _sqlite(store: StoreConfig) -> tuple[Callable[..., list[tuple[Any, ...]]], Callable[[], None]]:
-    path = store.env["SQLITE_DBNAME"]
+def _sqlite(
+    store: StoreConfig,
+) -> tuple[Callable[..., list[tuple[Any, ...]]], Callable[[], None], Callable[[], None]]:
     lock = threading.Lock()
-
-    @contextmanager
-    def connection() -> Iterator[sqlite3.Connection]:
-        opened = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            # Erased rows are overwritten with zeros, not just marked free.
-            opened.execute("PRAGMA secure_delete = ON")
-            yield opened
-        finally:
-            opened.close()
+    try:
+        connection = sqlite3.connect(
+            store.env["SQLITE_DBNAME"], timeout=30, isolation_level=None, check_same_thread=False
+        )
+        # Erased rows are overwritten with zeros, not just marked free.
+        connection.execute("PRAGMA secure_delete = ON")
+    except sqlite3.Error as error:
+        raise StoreError(store.display_url, f"key store: {error}") from error
 
     def run(statement: str, *args: Any) -> list[tuple[Any, ...]]:
-        with lock, connection() as opened:
+        with lock:
             try:
-                return opened.execute(statement.format(t=TABLE), args).fetchall()
+                return connection.execute(statement.format(t=TABLE), args).fetchall()
             except sqlite3.Error as error:
                 raise StoreError(store.display_url, f"key store: {error}") from error
 
     def erase() -> None:
-        with lock, connection() as opened:
-            opened.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        run("PRAGMA wal_checkpoint(TRUNCATE)")
 
     run(CREATE_TABLE)
-    return run, erase
+    return run, erase, connection.close
 
 
 def _postgres(
     store: StoreConfig,
-) -> tuple[Callable[..., list[tuple[Any, ...]]], Callable[[], None]]:
+) -> tuple[Callable[..., list[tuple[Any, ...]]], Callable[[], None], Callable[[], None]]:
     import psycopg  # noqa: PLC0415 - the postgres extra is needed only here
 
     schema = store.env.get("POSTGRES_SCHEMA")  # an identifier: checked with the URL
@@ -237,4 +254,4 @@ def _postgres(
     def erase() -> None:
         run("VACUUM FULL {t}")
 
-    return run, erase
+    return run, erase, connection.close

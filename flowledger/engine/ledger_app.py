@@ -257,6 +257,13 @@ class LedgerApplication(Application[UUID]):
                 self._keys = open_key_store(self.store, wrapping)
             return self._keys
 
+    def close(self) -> None:
+        """Close the key store (if it was opened), then the event store."""
+        keys, self._keys = self.__dict__.get("_keys"), None  # None: never opened
+        if keys is not None:
+            keys.close()
+        super().close()
+
     def _guarded(self, execution: Execution) -> Execution:
         """Attach the guard that opens (and seals) its payloads, when they are sealed."""
         if any(execution.payload_keys.values()):

@@ -77,14 +77,17 @@ class LedgerCompliance:
     ) -> list[dict[str, Any]]:
         """Purge the payloads of executions past retention, except those under legal hold.
 
+        ``now`` judges retention as of another moment (a test, a catch-up run); the
+        purge itself is recorded at the current time.
+
         Returns:
             One deletion certificate per purged execution (what a dry run would purge).
 
         Raises:
             OperatorActionError: ``actor`` or ``reason`` is missing.
         """
-        moment = now or datetime.now(UTC)
-        return purge(self._app, self._app.keys, moment, actor, reason, dry_run=dry_run)
+        at = datetime.now(UTC)
+        return purge(self._app, self._app.keys, now or at, actor, reason, at=at, dry_run=dry_run)
 
     def deletion_certificate(self, execution_id: str) -> dict[str, Any] | None:
         """Return the deletion certificate of a purged execution, or None if not purged.

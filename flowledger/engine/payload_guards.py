@@ -21,8 +21,8 @@ from flowledger.domain.sealing import PayloadGuard, guard, guard_of, holds_seale
 from flowledger.domain.state import HistoryEntry
 from flowledger.engine.keystore import KeyStore, subject_key_id
 from flowledger.engine.planning import definition_of
-from flowledger.engine.sealing import AesPayloadGuard, SealingPolicy, open_sealed
-from flowledger.errors import MissingInputError
+from flowledger.engine.sealing import AesPayloadGuard, CachedKeys, SealingPolicy, open_sealed
+from flowledger.errors import MissingInputError, SubjectForgottenError
 
 
 def start_guarded(
@@ -37,6 +37,7 @@ def start_guarded(
     Raises:
         MissingInputError: The definition declares personal data and the input does
             not name the data subject. Nothing is recorded.
+        SubjectForgottenError: The data subject was forgotten. Nothing is recorded.
     """
     policy = SealingPolicy.of(definition)
     if policy is None:
@@ -47,6 +48,8 @@ def start_guarded(
         if subject is None or isinstance(subject, Mapping | list):
             raise MissingInputError(policy.subject, "the data subject must be a plain value")
         subject_key = subject_key_id(keys, str(subject))
+        if keys.destroyed(subject_key):
+            raise SubjectForgottenError(subject_key)
     execution_key = f"execution:{execution_uuid(execution_id)}" if policy.retained else None
     payload_guard = AesPayloadGuard(policy, keys, subject_key, execution_key)
     execution = Execution.start(execution_id, definition, input_data, at, payload_guard)
@@ -69,7 +72,8 @@ def attach_guard(execution: Execution, keys: KeyStore) -> Execution:
 
 def opened_history(entries: Sequence[HistoryEntry], keys: KeyStore) -> list[HistoryEntry]:
     """Return history entries with their sealed values opened (or redacted)."""
+    cached = CachedKeys(keys)  # each key read once for the whole history
     return [
-        replace(entry, data=open_sealed(keys, entry.data)) if holds_sealed(entry.data) else entry
+        replace(entry, data=open_sealed(cached, entry.data)) if holds_sealed(entry.data) else entry
         for entry in entries
     ]

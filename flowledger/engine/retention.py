@@ -88,12 +88,15 @@ def purge(
     actor: str,
     reason: str,
     *,
+    at: datetime,
     dry_run: bool = False,
 ) -> list[dict[str, Any]]:
     """Purge every execution past its retention period that is not under legal hold.
 
     For each: destroy its key, then record ``ExecutionPurged`` with its certificate.
     A dry run destroys and records nothing, and returns the certificates it would.
+    ``now`` is the moment retention is judged at (``judged_as_of`` in the
+    certificate); ``at`` is when the purge happens (the event's time, ``purged_at``).
 
     Returns:
         The deletion certificates, one per purged execution.
@@ -109,7 +112,7 @@ def purge(
         events = app.read_events(candidate.execution_id)
         execution = app.load(candidate.execution_id)
         certificate = _certificate(
-            execution, events, candidate, now=now, actor=actor, reason=reason
+            execution, events, candidate, now=now, at=at, actor=actor, reason=reason
         )
         if dry_run:
             certificates.append(certificate)
@@ -119,7 +122,7 @@ def purge(
         def record(loaded: Execution, certified: dict[str, Any] = certificate) -> bool:
             if loaded.purged:
                 return False
-            loaded.record_purge(actor, reason, certified, now)
+            loaded.record_purge(actor, reason, certified, at)
             return True
 
         if annotate(app, candidate.execution_id, record):
@@ -133,6 +136,7 @@ def _certificate(
     candidate: PurgeCandidate,
     *,
     now: datetime,
+    at: datetime,
     actor: str,
     reason: str,
 ) -> dict[str, Any]:
@@ -145,7 +149,9 @@ def _certificate(
         "definition_hash": execution.definition_hash,
         "ended_at": candidate.ended_at.isoformat(),
         "retention_days": retention.days,
-        "purged_at": now.isoformat(),
+        "due_at": candidate.due_at.isoformat(),
+        "judged_as_of": now.isoformat(),
+        "purged_at": at.isoformat(),
         "destroyed_key": execution.payload_keys["execution"],
         "events": len(events),
         "chain_head": events[-1].hash,

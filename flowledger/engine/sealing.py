@@ -220,6 +220,10 @@ class CachedKeys:
     def destroyed(self, key_id: str) -> bool:  # noqa: D102
         return self._keys.destroyed(key_id)
 
+    def close(self) -> None:
+        """Forget the materials read (the store stays open: it is not this one's)."""
+        self._materials.clear()
+
 
 def _replace(value: Any, path: Path, change: Any) -> Any:
     """Return ``value`` with the item at ``path`` changed (unchanged when it is absent)."""

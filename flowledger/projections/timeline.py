@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flowledger.domain.canonical import canonical_json
+from flowledger.domain.sealing import is_sealed
 from flowledger.domain.state import HistoryEntry
 
 MAX_TEXT = 80
@@ -199,6 +200,8 @@ class _Fields:
 
 def _keys(value: Any) -> str:
     """Name a mapping's keys (never its values: they may be secrets, or long)."""
+    if is_sealed(value):
+        return "sealed"
     if not isinstance(value, Mapping):
         return brief(value, 40)
     if not value:

@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
-from flowledger import ExecutionStatus, Ledger, MissingInputError, WorkflowEngine
-from flowledger.domain.sealing import REDACTED
+from flowledger import (
+    ExecutionStatus,
+    Ledger,
+    MissingInputError,
+    SubjectForgottenError,
+    WorkflowEngine,
+)
+from flowledger.domain.sealing import REDACTED, is_sealed
 from flowledger.engine.bundles import verify_bundle
 from flowledger.errors import OperatorActionError
 from tests.unit.conftest import WAIT, Gate
@@ -203,3 +209,43 @@ def test_values_given_on_resume_are_sealed_by_the_engine_that_resumes(url: str) 
     with Ledger(url) as ledger:
         ledger.forget_subject("c9", "dpo", "request 15")
         assert ledger.get(execution_id).outputs == {"mail": REDACTED}
+
+
+def test_notifications_and_listeners_carry_personal_values_sealed(url: str) -> None:
+    async def go() -> None:
+        heard: list[Any] = []
+        async with WorkflowEngine(url) as engine:
+            engine.add_listener(heard.append)
+            state = await engine.run_workflow(ONBOARDING, ANN, timeout=WAIT)
+            caught_up = [note async for note in engine.subscribe(state.execution_id)]
+        (started,) = [note for note in caught_up if note.version == 1]
+        assert is_sealed(started.data["input"]["email"])
+        (listened,) = [entry for entry in heard if entry.version == 1]
+        assert listened.data == started.data  # live and caught up alike
+
+    asyncio.run(go())
+
+
+def test_a_forgotten_subject_is_never_recorded_again(url: str, ledger: Ledger) -> None:
+    run(url, ANN)
+    ledger.forget_subject("cust-ann", "dpo", "request 16")
+
+    async def go() -> None:
+        async with WorkflowEngine(url) as engine:
+            with pytest.raises(SubjectForgottenError, match="give it a new subject id"):
+                await engine.start_workflow(ONBOARDING, ANN)
+            assert len(engine.ledger.list()) == 1
+
+    asyncio.run(go())
+
+
+def test_a_legal_hold_stops_the_erasure_of_the_data_it_keeps(url: str, ledger: Ledger) -> None:
+    (ann,) = run(url, ANN)
+    ledger.place_legal_hold(ann, "counsel", "case 7")
+
+    with pytest.raises(OperatorActionError, match="under legal hold"):
+        ledger.forget_subject("cust-ann", "dpo", "request 17")
+
+    assert ledger.get(ann).input == ANN
+    ledger.release_legal_hold(ann, "counsel", "case closed")
+    assert ledger.forget_subject("cust-ann", "dpo", "request 17").executions == (ann,)

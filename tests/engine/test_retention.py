@@ -139,3 +139,35 @@ def test_an_unfinished_execution_is_never_purged_and_a_purge_needs_who_and_why(
         assert ledger.purge("ops", "retention", now=LATER) == []
         with pytest.raises(OperatorActionError):
             ledger.purge("", "retention", now=LATER)
+
+
+def test_a_purge_is_recorded_when_it_happens_and_a_purged_failure_is_not_retried(
+    url: str,
+) -> None:
+    failing = {
+        **RETAINED,
+        "steps": [{"id": "bill", "action": "fail", "retry": {"max_attempts": 1}}],
+    }
+
+    async def go() -> str:
+        async with WorkflowEngine(url) as engine:
+            state = await engine.run_workflow(failing, {"amount": 1}, timeout=WAIT)
+            assert state.status is ExecutionStatus.FAILED
+            return state.execution_id
+
+    execution_id = asyncio.run(go())
+    with Ledger(url) as ledger:
+        (certificate,) = ledger.purge("ops", "retention", now=LATER)
+        times = [entry.timestamp for entry in ledger.history(execution_id)]
+        assert times == sorted(times)  # judged as of later, recorded now
+        assert certificate["judged_as_of"] == LATER.isoformat()
+        assert certificate["purged_at"] == times[-1].isoformat()
+
+    async def retry() -> None:
+        async with WorkflowEngine(url) as engine:
+            with pytest.raises(OperatorActionError, match="was purged"):
+                await engine.retry_workflow(execution_id, actor="ann", reason="again")
+            with pytest.raises(OperatorActionError, match="was purged"):
+                await engine.skip_step(execution_id, "bill", actor="ann", reason="skip")
+
+    asyncio.run(retry())

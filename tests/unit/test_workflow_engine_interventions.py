@@ -128,7 +128,7 @@ async def test_only_a_failed_execution_can_be_retried(engine: WorkflowEngine) ->
     assert rolled_back.status is ExecutionStatus.ROLLED_BACK
 
     for state in (rolled_back, completed):
-        with pytest.raises(InvalidTransitionError, match="cannot reopen execution"):
+        with pytest.raises(InvalidTransitionError, match="cannot retry execution"):
             await engine.retry_workflow(state.execution_id, actor="ann", reason="again")
         assert (await engine.get_workflow_status(state.execution_id)).version == state.version
 
