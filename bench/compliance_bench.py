@@ -22,11 +22,7 @@ import cProfile
 import io
 import json
 import logging
-import os
-import platform
 import pstats
-import shlex
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,12 +32,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
-from provenance import git_state
+from provenance import load_average, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionStatus, Ledger, WorkflowEngine, generate_cipher_key
 
@@ -172,27 +166,7 @@ async def engine_run(
 
 def sqlite_baseline(path: Path, rows: int) -> Figure:
     """Rows/s inserting event-store-shaped rows, one per transaction (as engine_bench's (1))."""
-    con = sqlite3.connect(path, isolation_level=None)
-    con.executescript(  # shaped like eventsourcing's SQLite application recorder's table
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE stored_events ("
-        "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
-        "PRIMARY KEY (originator_id, originator_version));"
-    )
-    topic, blob = "flowledger.domain.events:StepCompleted", os.urandom(200)
-
-    def insert(count: int) -> float:
-        ids = [uuid4().hex for _ in range(10)]
-        start = time.perf_counter()
-        for i in range(count):
-            con.execute("BEGIN")
-            row = (ids[i % 10], i // 10 + 1, topic, blob)
-            con.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
-            con.execute("COMMIT")
-        return time.perf_counter() - start
-
-    insert(min(rows // 10, 200))  # warm-up
-    rates = [rows / insert(rows) for _ in range(RUNS)]
-    con.close()
+    rates = sqlite_insert_rates(path, rows, 1, RUNS)
     name = f"baseline: raw SQLite, 1 row/commit x{rows:,}"
     return Figure(name, statistics.median(rates), "commits/s", runs=rates)
 
@@ -397,10 +371,6 @@ def filesystem_of(path: Path) -> str:
     return f"{words[1]} on {words[0]} (mounted at {words[-1]})" if len(words) >= 7 else "unknown"
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (under 60 s)")
@@ -417,12 +387,7 @@ def main() -> int:
         profiled = profile(root, scale) if args.profile else ""
         filesystem = filesystem_of(root)
     info = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "eventsourcing": package_version("eventsourcing"),
-        "git": git_state(),
-        "cpus": os.cpu_count(),
+        **run_info(),
         "load average 1/5/15 min (at the start)": load_before,
         "load average 1/5/15 min (at the end)": load_average(),
         "directory": str(root),

@@ -14,10 +14,8 @@ import io
 import json
 import logging
 import os
-import platform
 import pstats
 import queue
-import shlex
 import sqlite3
 import statistics
 import subprocess
@@ -29,10 +27,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+
+from provenance import load_average, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionState, ExecutionStatus, load_definition
 from flowledger.domain.execution import Execution, execution_uuid
@@ -85,28 +84,7 @@ def steps_definition(workflow_id: str, steps: int) -> dict[str, Any]:
 
 def sqlite_baseline(name: str, path: Path, rows: int, per_commit: int) -> Figure:
     """Rows/s inserting event-store-shaped rows, ``per_commit`` per transaction."""
-    con = sqlite3.connect(path, isolation_level=None)
-    con.executescript(  # the table is shaped like eventsourcing's SQLite application recorder's
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE stored_events ("
-        "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
-        "PRIMARY KEY (originator_id, originator_version));"
-    )
-    topic, blob = "flowledger.domain.events:StepCompleted", os.urandom(200)
-
-    def insert(count: int) -> float:
-        ids = [uuid4().hex for _ in range(10)]
-        start = time.perf_counter()
-        for first in range(0, count, per_commit):
-            con.execute("BEGIN")
-            for i in range(first, min(first + per_commit, count)):
-                row = (ids[i % 10], i // 10 + 1, topic, blob)
-                con.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
-            con.execute("COMMIT")
-        return time.perf_counter() - start
-
-    insert(min(rows // 10, 200))  # warm-up
-    rates = [rows / insert(rows) for _ in range(RUNS)]
-    con.close()
+    rates = sqlite_insert_rates(path, rows, per_commit, RUNS)
     name = f"baseline {name} SQLite {per_commit} row{'s' * (per_commit > 1)}/commit x{rows:,}"
     NOTES.append(f"{name}, runs: {', '.join(f'{rate:,.0f}' for rate in rates)} rows/s")
     return Figure(name, statistics.median(rates), "rows/s", runs=rates)
@@ -426,13 +404,8 @@ def main() -> int:
         figures = measure(scale, root)
         profiled = profile(scale, root, "(b')" in str(figures)) if args.profile else ""
     info = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "eventsourcing": package_version("eventsourcing"),
-        "git": " ".join(shell("git", "describe", "--always", "--dirty")) or "unknown",
-        "cpus": os.cpu_count(),
-        "load average 1/5/15 min (at the end)": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        **run_info(),
+        "load average 1/5/15 min (at the end)": load_average(),
         "directory": str(root),
         "filesystem": filesystem_of(root.parent),
         "seconds": round(time.perf_counter() - started, 1),

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
-import shlex
 import sqlite3
 import statistics
 import sys
@@ -19,11 +16,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from provenance import git_state
+from provenance import load_average, run_info
 
 from flowledger import ExecutionStatus, load_definition
 from flowledger.domain.definition.model import WorkflowDefinition
@@ -200,13 +196,8 @@ def main() -> int:
     scan = (scan_ms[2] - scan_ms[0]) * 1000
 
     info = {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "eventsourcing": package_version("eventsourcing"),
-        "git": git_state(),
-        "cpus": os.cpu_count(),
-        "load average 1/5/15 min (at the end)": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        **run_info(),
+        "load average 1/5/15 min (at the end)": load_average(),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print("\n".join(f"{key}: {value}" for key, value in info.items()))

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import shlex
+import sqlite3
 import subprocess
+import sys
+import time
+from importlib.metadata import version as package_version
 from pathlib import Path
+from uuid import uuid4
 
 HERE = Path(__file__).resolve().parent
 
@@ -21,3 +29,52 @@ def git_state() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return done.stdout.strip() or "unknown"
+
+
+def run_info() -> dict[str, object]:
+    """What every benchmark prints about its run: command, versions, commit and CPUs."""
+    return {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "eventsourcing": package_version("eventsourcing"),
+        "git": git_state(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def load_average() -> str:
+    """The load averages over 1, 5 and 15 minutes (other work skews every figure)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def sqlite_insert_rates(path: Path, rows: int, per_commit: int, runs: int) -> list[float]:
+    """Rows/s inserting event-store-shaped rows, ``per_commit`` per fsynced transaction.
+
+    The raw baseline beside the engine's figures: a table shaped like eventsourcing's
+    SQLite recorder's, WAL with ``synchronous=FULL``, a warm-up first, then ``runs`` runs.
+    """
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE stored_events ("
+        "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+        "PRIMARY KEY (originator_id, originator_version));"
+    )
+    topic, blob = "flowledger.domain.events:StepCompleted", os.urandom(200)
+
+    def insert(count: int) -> float:
+        ids = [uuid4().hex for _ in range(10)]
+        start = time.perf_counter()
+        for first in range(0, count, per_commit):
+            con.execute("BEGIN")
+            for i in range(first, min(first + per_commit, count)):
+                row = (ids[i % 10], i // 10 + 1, topic, blob)
+                con.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
+            con.execute("COMMIT")
+        return time.perf_counter() - start
+
+    try:
+        insert(min(rows // 10, 200))  # warm-up
+        return [rows / insert(rows) for _ in range(runs)]
+    finally:
+        con.close()

@@ -9,7 +9,6 @@ workflow and action from the step-metrics read model.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from flowledger.cli.options import EXIT_FAILED, aware_time, common_options, json_object
+from flowledger.cli.options import EXIT_FAILED, aware_time, common_options, json_object, read_bundle
 from flowledger.cli.rendering import echo_json, print_rendered
 from flowledger.cli.sessions import open_ledger
 from flowledger.engine.bundles import verify_bundle
@@ -77,7 +76,7 @@ def diff(  # click passes every parameter by name
 @common_options
 def import_command(file: Path, check: bool, store: str | None, as_json: bool) -> int:
     """Verify an exported bundle and store its execution, exactly as recorded."""
-    bundle = _read_bundle(file)
+    bundle = read_bundle(file)
     report = verify_bundle(bundle)
     if check or not report.ok:
         if as_json:
@@ -94,17 +93,6 @@ def import_command(file: Path, check: bool, store: str | None, as_json: bool) ->
     else:
         click.echo(f"imported execution {execution_id} ({len(bundle['events'])} events, verified)")
     return 0
-
-
-def _read_bundle(file: Path) -> Any:
-    if not file.is_file():
-        raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise click.BadParameter(
-            f"{file} is not a JSON bundle ({error})", param_hint="FILE"
-        ) from None
 
 
 def _print_check(file: Path, ok: bool, problems: list[str]) -> None:

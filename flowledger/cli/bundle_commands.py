@@ -9,7 +9,6 @@ its point is proof that the bundle is the history the key's holder signed, and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import click
 
-from flowledger.cli.options import EXIT_FAILED, F
+from flowledger.cli.options import EXIT_FAILED, F, read_bundle
 from flowledger.cli.rendering import echo_json
 from flowledger.engine.audit import VerifyReport
 from flowledger.engine.signing import generate_signing_key, verify_signed_bundle
@@ -105,7 +104,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 def verify_bundle_command(file: Path, public_key_path: Path, as_json: bool) -> int:
     """Verify a signed bundle offline: its hash chain and its signature."""
     public_key_pem = public_key_path.read_bytes()
-    bundle = _read_bundle(file)
+    bundle = read_bundle(file)
     report = verify_signed_bundle(bundle, public_key_pem)
     signed = _signed_statement(bundle) if report.ok else None
     if as_json:
@@ -113,15 +112,6 @@ def verify_bundle_command(file: Path, public_key_path: Path, as_json: bool) -> i
     else:
         _print_report(file, report, signed)
     return 0 if report.ok else EXIT_FAILED
-
-
-def _read_bundle(file: Path) -> Any:
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise click.BadParameter(
-            f"{file} is not a JSON bundle ({error})", param_hint="FILE"
-        ) from None
 
 
 def _signed_statement(bundle: Mapping[str, Any]) -> dict[str, Any]:

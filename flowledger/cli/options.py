@@ -176,3 +176,15 @@ def _import_name(name: str) -> ModuleType:
             reason = f"no module named {name!r} (give a dotted module name or a .py path)"
             raise click.BadParameter(reason, param_hint="--actions") from error
         raise
+
+
+def read_bundle(file: Path) -> Any:
+    """Read an export bundle's JSON (a click error names what is wrong with the file)."""
+    if not file.is_file():
+        raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise click.BadParameter(
+            f"{file} is not a JSON bundle ({error})", param_hint="FILE"
+        ) from None
