@@ -309,3 +309,17 @@ def test_one_line_yaml_mapping_is_content() -> None:
 def test_each_missing_required_key_is_named() -> None:
     source = {"id": "g", "nodes": [{"id": "a", "action": "n"}], "connections": [{"source": "a"}]}
     assert only_problem(source) == ("$.connections[0].target", "required key is missing")
+
+
+def test_each_missing_required_key_is_reported_once() -> None:
+    graph = {
+        "id": "g",
+        "nodes": [{"id": "t", "type": "trigger"}, {"id": "a", "config": {"action": "noop"}}],
+        "connections": [{"from": "t", "to": "a"}],
+    }
+    with pytest.raises(DefinitionError) as found:
+        load_definition(graph)
+
+    paths = [problem.path for problem in found.value.errors]
+    assert paths.count("$.connections[0].source") == 1
+    assert paths.count("$.connections[0].target") == 1

@@ -248,7 +248,8 @@ def structural_problems(data: dict[str, Any]) -> list[DefinitionProblem]:
         Every structural problem, ordered by position in the document.
     """
     errors = sorted(_VALIDATOR.iter_errors(data), key=_position)
-    return [problem for error in errors for problem in _describe(error)]
+    # Once each: jsonschema reports each missing required key as an error of its own.
+    return list(dict.fromkeys(problem for error in errors for problem in _describe(error)))
 
 
 def _describe(error: ValidationError) -> Iterator[DefinitionProblem]:
