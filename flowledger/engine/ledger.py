@@ -24,7 +24,7 @@ from flowledger.engine.audit import VerifyReport, export_execution, history_of, 
 from flowledger.engine.bundles import import_bundle
 from flowledger.engine.ledger_app import DEFAULT_SNAPSHOT_INTERVAL, LedgerApplication
 from flowledger.engine.ledger_compliance import LedgerCompliance
-from flowledger.engine.payload_guards import opened_history
+from flowledger.engine.payload_guards import opened_history, redactions
 from flowledger.engine.stores import StoreConfig
 from flowledger.engine.views import LedgerViews, scan_executions
 from flowledger.errors import VersionNotFoundError
@@ -255,12 +255,20 @@ class Ledger(LedgerCompliance):
         """Return an execution's definition, history and chain head as a JSON-ready dict.
 
         See :func:`~flowledger.engine.audit.export_execution` for the document's keys.
+        Sealed values (personal data, retained payloads) stay sealed, as recorded; when
+        some can no longer be opened (erased, purged), ``redacted`` lists them: each
+        ``{"version", "path", "value": "[redacted]"}``.
 
         Raises:
             ExecutionNotFoundError: No execution has this id.
             CorruptRecordError: A stored record cannot be read back.
         """
-        return export_execution(self._app, execution_id)
+        bundle = export_execution(self._app, execution_id)
+        redacted = redactions(bundle["events"], self._app.keys) if _sealed(bundle) else []
+        if redacted:
+            # For readers only: the events keep every sealed value as recorded.
+            bundle["redacted"] = redacted
+        return bundle
 
     def import_bundle(self, bundle: Mapping[str, Any]) -> str:
         """Store an exported execution (see :meth:`export`) after verifying it.
@@ -366,3 +374,7 @@ def _status(status: ExecutionStatus | str | None) -> ExecutionStatus | None:
         names = ", ".join(member.value for member in ExecutionStatus)
         msg = f"unknown execution status {status!r} (one of {names})"
         raise ValueError(msg) from None
+
+
+def _sealed(bundle: Mapping[str, Any]) -> bool:
+    return any(holds_sealed(event["data"]) for event in bundle["events"])

@@ -17,7 +17,14 @@ from typing import Any
 from flowledger.domain.definition import WorkflowDefinition
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.references import lookup_reference, parse_reference
-from flowledger.domain.sealing import PayloadGuard, guard, guard_of, holds_sealed
+from flowledger.domain.sealing import (
+    REDACTED,
+    PayloadGuard,
+    guard,
+    guard_of,
+    holds_sealed,
+    is_sealed,
+)
 from flowledger.domain.state import HistoryEntry
 from flowledger.engine.keystore import KeyStore, subject_key_id
 from flowledger.engine.planning import definition_of
@@ -77,3 +84,39 @@ def opened_history(entries: Sequence[HistoryEntry], keys: KeyStore) -> list[Hist
         replace(entry, data=open_sealed(cached, entry.data)) if holds_sealed(entry.data) else entry
         for entry in entries
     ]
+
+
+def redactions(events: Sequence[Mapping[str, Any]], keys: KeyStore) -> list[dict[str, Any]]:
+    """List the sealed values of exported events that no one can open any more.
+
+    Each is ``{"version", "path", "value": "[redacted]"}``, the path within the event's
+    ``data``. The events themselves keep every sealed value as recorded (the hash chain
+    covers them); this list only says, for a reader, which ones are redacted.
+    """
+    cached = CachedKeys(keys)
+    found: list[dict[str, Any]] = []
+    for event in events:
+        if holds_sealed(event["data"]):
+            for path in _unopenable(cached, event["data"], ""):
+                found.append({"version": event["version"], "path": path, "value": REDACTED})
+    return found
+
+
+def _unopenable(keys: KeyStore, value: Any, path: str) -> list[str]:
+    """Paths of the sealed values inside ``value`` whose key is gone."""
+    if is_sealed(value):
+        opened = open_sealed(keys, value)
+        return [path] if opened == REDACTED else _unopenable(keys, opened, path)
+    if isinstance(value, Mapping):
+        return [
+            found
+            for key, item in value.items()
+            for found in _unopenable(keys, item, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(value, list):
+        return [
+            found
+            for index, item in enumerate(value)
+            for found in _unopenable(keys, item, f"{path}[{index}]")
+        ]
+    return []

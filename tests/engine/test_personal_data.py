@@ -249,3 +249,23 @@ def test_a_legal_hold_stops_the_erasure_of_the_data_it_keeps(url: str, ledger: L
     assert ledger.get(ann).input == ANN
     ledger.release_legal_hold(ann, "counsel", "case closed")
     assert ledger.forget_subject("cust-ann", "dpo", "request 17").executions == (ann,)
+
+
+def test_an_export_keeps_sealed_values_and_lists_those_redacted(
+    url: str, ledger: Ledger
+) -> None:
+    (ann,) = run(url, ANN)
+    assert "redacted" not in ledger.export(ann)  # every key still there
+    ledger.forget_subject("cust-ann", "dpo", "request 18")
+
+    bundle = ledger.export(ann)
+
+    assert verify_bundle(bundle).ok
+    assert "ann.secret@example.com" not in str(bundle)
+    listed = {(item["version"], item["path"]) for item in bundle["redacted"]}
+    assert (1, "input.email") in listed
+    assert (1, "input.address.street") in listed
+    assert {item["value"] for item in bundle["redacted"]} == {REDACTED}
+    with Ledger(f"{url}-copy.db") as copy:  # another store: no key travels with it
+        assert copy.import_bundle(bundle) == ann
+        assert copy.get(ann).input["email"] == REDACTED
