@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import cProfile
 import io
-import json
 import logging
 import pstats
 import statistics
@@ -30,12 +29,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provenance import load_average, run_info, sqlite_insert_rates
+from provenance import load_average, print_report, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionStatus, Ledger, WorkflowEngine, generate_cipher_key
 
@@ -394,15 +393,9 @@ def main() -> int:
         "filesystem": filesystem,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if args.json:
-        found = {**info, "figures": [asdict(f) for f in figures], "notes": NOTES}
-        print(json.dumps(found, indent=2))
-    else:
-        print("\n".join(f"{key}: {value}" for key, value in info.items()))
-        print("SQLite WAL, synchronous=FULL; every figure is the median of 3 runs\n")
-        print(table(figures, figures[0].value))
-    if profiled:
-        print(f"\n{profiled}", file=sys.stderr if args.json else sys.stdout)
+    print_report(
+        info, figures, NOTES, table(figures, figures[0].value), profiled, as_json=args.json
+    )
     return 0
 
 

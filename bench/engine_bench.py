@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import cProfile
 import io
-import json
 import logging
 import os
 import pstats
@@ -25,13 +24,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from provenance import load_average, run_info, sqlite_insert_rates
+from provenance import load_average, print_report, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionState, ExecutionStatus, load_definition
 from flowledger.domain.execution import Execution, execution_uuid
@@ -410,15 +409,7 @@ def main() -> int:
         "filesystem": filesystem_of(root.parent),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if args.json:
-        found = {**info, "figures": [asdict(f) for f in figures], "notes": NOTES}
-        print(json.dumps(found, indent=2))
-    else:
-        print("\n".join(f"{key}: {value}" for key, value in info.items()))
-        print("SQLite WAL, synchronous=FULL; every figure is the median of 3 runs\n")
-        print(table(figures))
-    if profiled:
-        print(f"\n{profiled}", file=sys.stderr if args.json else sys.stdout)
+    print_report(info, figures, NOTES, table(figures), profiled, as_json=args.json)
     return 0
 
 

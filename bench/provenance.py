@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -9,8 +10,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 HERE = Path(__file__).resolve().parent
@@ -78,3 +81,24 @@ def sqlite_insert_rates(path: Path, rows: int, per_commit: int, runs: int) -> li
         return [rows / insert(rows) for _ in range(runs)]
     finally:
         con.close()
+
+
+def print_report(
+    info: dict[str, object],
+    figures: list[Any],
+    notes: list[str],
+    table: str,
+    profiled: str,
+    *,
+    as_json: bool,
+) -> None:
+    """Print a SQLite benchmark's run information and figures: a table, or JSON."""
+    if as_json:
+        found = {**info, "figures": [asdict(f) for f in figures], "notes": notes}
+        print(json.dumps(found, indent=2))
+    else:
+        print("\n".join(f"{key}: {value}" for key, value in info.items()))
+        print("SQLite WAL, synchronous=FULL; every figure is the median of 3 runs\n")
+        print(table)
+    if profiled:
+        print(f"\n{profiled}", file=sys.stderr if as_json else sys.stdout)

@@ -251,9 +251,7 @@ def test_a_legal_hold_stops_the_erasure_of_the_data_it_keeps(url: str, ledger: L
     assert ledger.forget_subject("cust-ann", "dpo", "request 17").executions == (ann,)
 
 
-def test_an_export_keeps_sealed_values_and_lists_those_redacted(
-    url: str, ledger: Ledger
-) -> None:
+def test_an_export_keeps_sealed_values_and_lists_those_redacted(url: str, ledger: Ledger) -> None:
     (ann,) = run(url, ANN)
     assert "redacted" not in ledger.export(ann)  # every key still there
     ledger.forget_subject("cust-ann", "dpo", "request 18")
