@@ -4,7 +4,8 @@ The key is destroyed first, then ``SubjectForgotten`` is recorded on every execu
 that holds the subject's data. Should the process stop in between, forgetting the
 subject again records what is missing; a history never claims an erasure that did not
 happen. While an execution holding its data is under legal hold, the erasure is
-refused. Finding the executions loads every execution: on a large store this is a scan.
+refused. Finding the executions reads the log of sealed executions' key events, then
+loads only the subject's.
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def forget_subject(
     """
     actor, reason = accountable("forget", actor, reason)
     key_id = subject_key_id(keys, subject_id)
-    loaded = (app.load(execution_id) for execution_id in app.execution_ids())
-    holding = [execution for execution in loaded if execution.payload_keys["subject"] == key_id]
+    holding = [
+        app.load(execution_id)
+        for execution_id, keys_event in app.sealed_executions()
+        if keys_event.subject_key == key_id
+    ]
     held = [execution.execution_id for execution in holding if execution.under_legal_hold]
     if held:
         # Data needed for legal claims is kept: the hold is released first, knowingly.

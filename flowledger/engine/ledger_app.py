@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, get_topic
 
+from flowledger.domain.data_events import PayloadKeysAssigned
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.snapshot import DefinitionNotCached, remember_definition_text
@@ -62,6 +63,9 @@ SHORT_EXECUTION = 32
 
 STARTED_TOPIC = get_topic(ExecutionStarted)
 """The stored topic of an execution's first event."""
+
+KEYS_TOPIC = get_topic(PayloadKeysAssigned)
+"""The stored topic of the event naming the keys that seal an execution's payloads."""
 
 
 class LedgerApplication(Application[UUID]):
@@ -380,6 +384,20 @@ class LedgerApplication(Application[UUID]):
             event = self.decode(notification)
             assert isinstance(event, ExecutionStarted)
             yield notification.id, event
+
+    def sealed_executions(self) -> Iterator[tuple[str, PayloadKeysAssigned]]:
+        """Yield ``(execution id, keys event)`` of every execution whose payloads are sealed.
+
+        One read of the log for that event's topic, and one record per execution found:
+        the rest of the store is not read.
+        """
+        for notification in self._notifications(0, (KEYS_TOPIC,)):
+            event = self.decode(notification)
+            assert isinstance(event, PayloadKeysAssigned)
+            (first,) = self.recorder.select_events(event.originator_id, lte=1)
+            started = self.decode(first)
+            assert isinstance(started, ExecutionStarted)
+            yield started.execution_id, event
 
     def execution_ids(self, after: int = 0) -> Iterator[str]:
         """Yield the id of every execution, in the order they were recorded.

@@ -69,7 +69,10 @@ def skeleton_digest(events: Sequence[ExecutionEvent]) -> str:
 def purge_candidates(app: LedgerApplication, now: datetime) -> list[PurgeCandidate]:
     """Return the executions whose retention period is over and that are not purged."""
     found = []
-    for execution_id in app.execution_ids():
+    # Only retained executions have a key of their own: the others are not read.
+    for execution_id, keys_event in app.sealed_executions():
+        if keys_event.execution_key is None:
+            continue
         execution = app.load(execution_id)
         retention = definition_of(execution).retention
         if retention is None or execution.purged or not execution.is_terminal:
