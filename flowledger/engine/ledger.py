@@ -17,14 +17,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from flowledger.domain.execution_state import aware
-from flowledger.domain.sealing import holds_sealed
 from flowledger.domain.state import ExecutionState, HistoryEntry
 from flowledger.domain.status import ExecutionStatus
 from flowledger.engine.audit import VerifyReport, export_execution, history_of, verify_histories
 from flowledger.engine.bundles import import_bundle
 from flowledger.engine.ledger_app import DEFAULT_SNAPSHOT_INTERVAL, LedgerApplication
 from flowledger.engine.ledger_compliance import LedgerCompliance
-from flowledger.engine.payload_guards import opened_history, redactions
+from flowledger.engine.payload_guards import opened_history, redactions, seals_payloads
 from flowledger.engine.stores import StoreConfig
 from flowledger.engine.views import LedgerViews, scan_executions
 from flowledger.errors import VersionNotFoundError
@@ -152,7 +151,7 @@ class Ledger(LedgerCompliance):
         entries = history_of(self._app, execution_id)
         # Sealed values open with their keys (redacted once a key was destroyed); an
         # export keeps them sealed, as recorded.
-        if any(holds_sealed(entry.data) for entry in entries):
+        if seals_payloads([entry.type for entry in entries[:2]]):
             return opened_history(entries, self._app.keys)
         return entries
 
@@ -264,7 +263,8 @@ class Ledger(LedgerCompliance):
             CorruptRecordError: A stored record cannot be read back.
         """
         bundle = export_execution(self._app, execution_id)
-        redacted = redactions(bundle["events"], self._app.keys) if _sealed(bundle) else []
+        sealed = seals_payloads([event["type"] for event in bundle["events"][:2]])
+        redacted = redactions(bundle["events"], self._app.keys) if sealed else []
         if redacted:
             # For readers only: the events keep every sealed value as recorded.
             bundle["redacted"] = redacted
@@ -374,7 +374,3 @@ def _status(status: ExecutionStatus | str | None) -> ExecutionStatus | None:
         names = ", ".join(member.value for member in ExecutionStatus)
         msg = f"unknown execution status {status!r} (one of {names})"
         raise ValueError(msg) from None
-
-
-def _sealed(bundle: Mapping[str, Any]) -> bool:
-    return any(holds_sealed(event["data"]) for event in bundle["events"])

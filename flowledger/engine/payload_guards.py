@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from flowledger.domain.data_events import PayloadKeysAssigned
 from flowledger.domain.definition import WorkflowDefinition
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.references import lookup_reference, parse_reference
@@ -75,6 +76,14 @@ def attach_guard(execution: Execution, keys: KeyStore) -> Execution:
     )
     guard(execution, payload_guard)
     return execution
+
+
+def seals_payloads(first_types: Sequence[str]) -> bool:
+    """True when a history's first event types show its payloads are sealed.
+
+    The keys that seal them are recorded as the event right after the start.
+    """
+    return len(first_types) > 1 and first_types[1] == PayloadKeysAssigned.__name__
 
 
 def opened_history(entries: Sequence[HistoryEntry], keys: KeyStore) -> list[HistoryEntry]:

@@ -20,7 +20,7 @@ import base64
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -34,6 +34,9 @@ from flowledger.engine.keystore import KeyStore
 from flowledger.errors import CorruptRecordError
 
 Path = tuple[str, ...]
+
+MAX_POLICIES = 256
+"""Definitions whose policy is kept (all are dropped when one more comes)."""
 
 _OUTPUT_EVENTS = frozenset({"StepCompleted", "StepSkippedByOperator"})
 _INPUT_FIELDS = frozenset({("ExecutionStarted", "input"), ("InputProvided", "inputs")})
@@ -62,20 +65,33 @@ class SealingPolicy:
 
     @classmethod
     def of(cls, definition: WorkflowDefinition) -> SealingPolicy | None:
-        """Return the policy of a definition, or None when it seals nothing."""
+        """Return the policy of a definition, or None when it seals nothing.
+
+        Worked out once per definition (by its hash): engines and ledgers ask each time
+        they start or load an execution.
+        """
+        if not definition.hash:  # built by hand, not loaded: nothing to key a cache by
+            return cls._work_out(definition)
+        if definition.hash not in _POLICIES:
+            if len(_POLICIES) >= MAX_POLICIES:
+                _POLICIES.clear()
+            _POLICIES[definition.hash] = cls._work_out(definition)
+        return _POLICIES[definition.hash]
+
+    @classmethod
+    def _work_out(cls, definition: WorkflowDefinition) -> SealingPolicy | None:
         declared = definition.personal_data
         retained = definition.retention is not None
         if declared is None:
             return cls(subject=None, retained=True) if retained else None
-        outputs = {
-            step.id: _marked_paths(step.personal_data)
-            for step in definition.steps
-            if step.personal_data
-        }
         policy = cls(
             subject=declared.subject.removeprefix("${").removesuffix("}"),
             personal_input=tuple(_split(path) for path in declared.input),
-            personal_outputs=outputs,
+            personal_outputs={
+                step.id: _marked_paths(step.personal_data)
+                for step in definition.steps
+                if step.personal_data
+            },
             retained=retained,
         )
         parameters = {
@@ -83,13 +99,7 @@ class SealingPolicy:
             for step in definition.steps
             if (names := policy.personal_parameters_of(step.parameters))
         }
-        return cls(
-            subject=policy.subject,
-            personal_input=policy.personal_input,
-            personal_outputs=outputs,
-            personal_parameters=parameters,
-            retained=retained,
-        )
+        return replace(policy, personal_parameters=parameters)
 
     def personal_parameters_of(self, parameters: Mapping[str, Any]) -> frozenset[str]:
         """Names of the parameters whose template refers to a personal value."""
@@ -110,6 +120,9 @@ class SealingPolicy:
             # A whole step result (``${step}``) is not a reference the grammar allows.
             return False
         return any(_overlap(names[1:], marked) for marked in marked_paths)
+
+
+_POLICIES: dict[str, SealingPolicy | None] = {}
 
 
 def _split(path: str) -> Path:
