@@ -26,18 +26,17 @@ from eventsourcing.domain import (
 )
 from eventsourcing.persistence import (
     IntegrityError,
-    Notification,
     Recording,
     StoredEvent,
 )
-from eventsourcing.utils import Environment, get_topic
+from eventsourcing.utils import Environment
 
-from flowledger.domain.data_events import PayloadKeysAssigned
 from flowledger.domain.events import ExecutionEvent, ExecutionStarted
 from flowledger.domain.execution import Execution, execution_uuid
 from flowledger.domain.snapshot import DefinitionNotCached, remember_definition_text
 from flowledger.engine.encryption import KeyCheck, resolve_encryption
 from flowledger.engine.keystore import KeyStore, open_key_store
+from flowledger.engine.ledger_log import LedgerLog
 from flowledger.engine.payload_guards import attach_guard
 from flowledger.engine.postgres_setup import prepare_postgres
 from flowledger.engine.record_reading import decode_record, reading, replay
@@ -55,20 +54,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_SNAPSHOT_INTERVAL = 100
 """Events between two snapshots of an execution, unless told otherwise."""
 
-NOTIFICATION_PAGE = 500
-"""How many notifications one read of the notification log asks for."""
-
 SHORT_EXECUTION = 32
 """Executions of at most this many events are loaded without looking for a snapshot."""
 
-STARTED_TOPIC = get_topic(ExecutionStarted)
-"""The stored topic of an execution's first event."""
 
-KEYS_TOPIC = get_topic(PayloadKeysAssigned)
-"""The stored topic of the event naming the keys that seal an execution's payloads."""
-
-
-class LedgerApplication(Application[UUID]):
+class LedgerApplication(LedgerLog, Application[UUID]):
     """Records executions in the store a URL names, and reads them back.
 
     Args:
@@ -370,64 +360,6 @@ class LedgerApplication(Application[UUID]):
         if not records:
             raise ExecutionNotFoundError(execution_id)
         return [self.decode(record, execution_id) for record in records]
-
-    def started_events(self, after: int = 0) -> Iterator[tuple[int, ExecutionStarted]]:
-        """Yield ``(notification id, first event)`` of every execution, oldest first.
-
-        Args:
-            after: Only executions recorded after this notification id.
-
-        Raises:
-            CorruptRecordError: A first event cannot be read back.
-        """
-        for notification in self._notifications(after, (STARTED_TOPIC,)):
-            event = self.decode(notification)
-            assert isinstance(event, ExecutionStarted)
-            yield notification.id, event
-
-    def sealed_executions(self) -> Iterator[tuple[str, PayloadKeysAssigned]]:
-        """Yield ``(execution id, keys event)`` of every execution whose payloads are sealed.
-
-        One read of the log for that event's topic, and one record per execution found:
-        the rest of the store is not read.
-        """
-        for notification in self._notifications(0, (KEYS_TOPIC,)):
-            event = self.decode(notification)
-            assert isinstance(event, PayloadKeysAssigned)
-            (first,) = self.recorder.select_events(event.originator_id, lte=1)
-            started = self.decode(first)
-            assert isinstance(started, ExecutionStarted)
-            yield started.execution_id, event
-
-    def execution_ids(self, after: int = 0) -> Iterator[str]:
-        """Yield the id of every execution, in the order they were recorded.
-
-        Args:
-            after: Only executions recorded after this notification id.
-        """
-        for _, started in self.started_events(after):
-            yield started.execution_id
-
-    def aggregate_ids(self) -> list[UUID]:
-        """Return the aggregate id of everything in the store, first recorded first.
-
-        Unlike :meth:`execution_ids` this decodes no record, so an execution
-        whose first event was damaged or deleted is still found.
-        """
-        found: dict[UUID, None] = {}
-        for notification in self._notifications(0, ()):
-            found.setdefault(UUID(str(notification.originator_id)))
-        return list(found)
-
-    def _notifications(self, after: int, topics: Sequence[str]) -> Iterator[Notification]:
-        # SQLite recorders cannot subscribe: read the log page by page.
-        start = after + 1
-        while True:
-            page = self.recorder.select_notifications(start, NOTIFICATION_PAGE, topics=topics)
-            yield from page
-            if len(page) < NOTIFICATION_PAGE:
-                return
-            start = page[-1].id + 1
 
 
 def _ids_of(objs: Iterable[object]) -> list[str]:

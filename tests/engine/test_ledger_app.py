@@ -11,7 +11,7 @@ import pytest
 
 from flowledger.domain import snapshot as snapshot_module
 from flowledger.domain.execution import Execution
-from flowledger.engine import ledger_app
+from flowledger.engine import ledger_log
 from flowledger.engine.ledger_app import (
     ConcurrencyConflictError,
     LedgerApplication,
@@ -197,7 +197,7 @@ def test_a_conflict_of_bare_events_names_their_executions(url: str) -> None:
 
 
 def test_execution_ids_scan_the_log_page_by_page(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger_app, "NOTIFICATION_PAGE", 3)
+    monkeypatch.setattr(ledger_log, "NOTIFICATION_PAGE", 3)
     app = LedgerApplication(url)
     names = [f"ex-{index}" for index in range(7)]
     for name in names:
