@@ -23,6 +23,7 @@ from flowledger.domain.execution import execution_uuid
 from flowledger.domain.history import history_entry
 from flowledger.domain.state import HistoryEntry
 from flowledger.engine.ledger_app import LedgerApplication
+from flowledger.engine.notifications import Notification, notifications_of
 from flowledger.errors import CorruptRecordError, ExecutionNotFoundError
 
 EXPORT_FORMAT = "flowledger.export/1"
@@ -151,6 +152,17 @@ def history_of(app: LedgerApplication, execution_id: str) -> list[HistoryEntry]:
             :func:`verify_histories`).
     """
     return [history_entry(event, execution_id) for event in app.read_events(execution_id)]
+
+
+def recorded_notifications(
+    app: LedgerApplication, execution_id: str | None = None
+) -> list[Notification]:
+    """Return the notifications of what one execution (or every one) recorded so far.
+
+    Payloads are as recorded, like live notifications: sealed values stay sealed.
+    """
+    ids = list(app.execution_ids()) if execution_id is None else [execution_id]
+    return [note for key in ids for note in notifications_of(key, history_of(app, key))]
 
 
 def export_execution(app: LedgerApplication, execution_id: str) -> dict[str, Any]:

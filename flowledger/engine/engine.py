@@ -13,19 +13,20 @@ import logging
 import os
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 from uuid import uuid4
 
 from flowledger.domain.definition import RetryPolicy, WorkflowDefinition, load_definition
 from flowledger.domain.events import ExecutionEvent
 from flowledger.domain.execution import Execution
 from flowledger.domain.state import ExecutionState
-from flowledger.engine.actions import BUILTIN_ACTIONS, ActionRegistry
-from flowledger.engine.audit import history_of
+from flowledger.engine.actions import ActionRegistry
+from flowledger.engine.audit import recorded_notifications
 from flowledger.engine.commands import CommandDesk
+from flowledger.engine.engine_actions import EngineActions
 from flowledger.engine.leases import DEFAULT_LEASE_SECONDS, Leases, PostgresLeases
 from flowledger.engine.leasing import (
     DEFAULT_POLL_INTERVAL,
@@ -35,12 +36,12 @@ from flowledger.engine.leasing import (
 )
 from flowledger.engine.ledger import Ledger
 from flowledger.engine.ledger_app import LedgerApplication
-from flowledger.engine.notifications import Notification, notifications_of
+from flowledger.engine.notifications import Notification
 from flowledger.engine.operator_commands import OperatorCommands
 from flowledger.engine.operator_methods import OperatorMethods
 from flowledger.engine.payload_guards import start_guarded
 from flowledger.engine.planning import remember_definition
-from flowledger.engine.publishing import Listener, Publisher
+from flowledger.engine.publishing import Publisher
 from flowledger.engine.retries import DEFAULT_RETRY_POLICY
 from flowledger.engine.runner_pool import RunnerPool
 from flowledger.engine.runner_services import Command, EngineServices
@@ -57,13 +58,11 @@ from flowledger.errors import (
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 SHARED_WAIT_POLL = 0.2
 """Seconds between two reads of the store while waiting for an execution on a shared store."""
 
 
-class WorkflowEngine(OperatorMethods):
+class WorkflowEngine(EngineActions, OperatorMethods):
     """Runs workflow executions durably on a ledger.
 
     Args:
@@ -258,34 +257,6 @@ class WorkflowEngine(OperatorMethods):
         await self._runners.drain()
         await self.stop()
 
-    # -- actions and listeners --------------------------------------------------------------
-
-    def action(self, name: str | None = None) -> Callable[[F], F]:
-        """Register an action on the engine's own registry (decorator).
-
-        Raises:
-            ActionRegistrationError: The name is taken by another action (a built-in
-                or one of the registry given to the engine).
-        """
-
-        def decorate(function: F) -> F:
-            trial = self._own_actions.copy()
-            trial.action(name)(function)
-            # A clash is refused now, not when an execution starts.
-            BUILTIN_ACTIONS.merged_with(self._user_actions, trial)
-            return self._own_actions.action(name)(function)
-
-        return decorate
-
-    @property
-    def actions(self) -> ActionRegistry:
-        """Every action this engine can run: built-ins, the given registry, its own."""
-        return BUILTIN_ACTIONS.merged_with(self._user_actions, self._own_actions)
-
-    def add_listener(self, callback: Listener) -> None:
-        """Call ``callback`` with every history entry once it is durably saved."""
-        self._publisher.add_listener(callback)
-
     # -- starting and waiting -------------------------------------------------------------
 
     async def start_workflow(
@@ -381,16 +352,7 @@ class WorkflowEngine(OperatorMethods):
         """
 
         async def catch_up() -> list[Notification]:
-            if execution_id is None:
-                ids = await self._store_calls.run(lambda: list(self._app.execution_ids()))
-            else:
-                ids = [execution_id]
-            notes: list[Notification] = []
-            for key in ids:
-                # As recorded, like live notifications: sealed values stay sealed.
-                entries = await self._store_calls.run(history_of, self._app, key)
-                notes.extend(notifications_of(key, entries))
-            return notes
+            return await self._store_calls.run(recorded_notifications, self._app, execution_id)
 
         return self._publisher.subscribe(execution_id, from_version, catch_up)
 
