@@ -19,16 +19,10 @@ from typing import Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from flowledger.domain.canonical import encode_payload
-from flowledger.domain.execution_state import (
-    ExecutionRecord,
-    StepRecord,
-    step_key,
-    step_records_of,
-    timeout_error,
-    trigger_ids,
-)
+from flowledger.domain.execution_state import ExecutionRecord, trigger_ids
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change
+from flowledger.domain.step_records import StepRecord, step_key, step_records_of, timeout_error
 from flowledger.errors import CorruptRecordError
 
 

@@ -25,12 +25,13 @@ from flowledger.domain.canonical import encode_payload
 from flowledger.domain.chain import GENESIS, chained
 from flowledger.domain.data_protection import DataProtection
 from flowledger.domain.definition.model import WorkflowDefinition
-from flowledger.domain.execution_state import NON_TERMINAL, aware, step_key
+from flowledger.domain.execution_state import NON_TERMINAL, aware
 from flowledger.domain.interventions import Interventions
 from flowledger.domain.lease_commands import Leasing
 from flowledger.domain.sealing import PayloadGuard, guard, seal_payloads
 from flowledger.domain.snapshot import ExecutionSnapshot
 from flowledger.domain.status import ExecutionStatus
+from flowledger.domain.step_records import step_key
 from flowledger.errors import InvalidTransitionError
 
 EXECUTION_NAMESPACE = UUID("6f1c1b0e-4d5a-5b8e-9c1f-2a7d3e8b9c40")

@@ -30,70 +30,17 @@ from flowledger.domain.state import ExecutionState, StepState
 from flowledger.domain.status import ExecutionStatus, StepStatus
 from flowledger.domain.step_changes import note_step_change, step_changes_since
 from flowledger.domain.step_packing import unpack_steps
+from flowledger.domain.step_records import STEP_KEY_PREFIX, StepRecord, step_key
 from flowledger.domain.step_states import copied_error, step_state, step_states_of
-from flowledger.errors import InvalidTransitionError, StepTimeoutError
+from flowledger.errors import InvalidTransitionError
 
 if TYPE_CHECKING:
     from flowledger.domain.events import ExecutionEvent
-
-StepRecord = dict[str, Any]
-"""What the aggregate records of one step (see :func:`new_step_record`)."""
-
-STEP_KEY_PREFIX = "step:"
-# Step records are keyed by "step:<id>", never by the bare id: the store's transcoder
-# reads any JSON object whose keys are exactly "_type_" and "_data_" as one of its own
-# markers, and a workflow with exactly two steps of those names would otherwise make
-# its snapshots unreadable.
 
 TERMINAL = EXECUTION_LIFECYCLE.terminal
 NON_TERMINAL = frozenset(EXECUTION_LIFECYCLE.states) - TERMINAL
 _COMPLETED_STEP = StepStatus.COMPLETED.value
 _STEP_STATUSES = {status.value: status for status in StepStatus}
-
-
-def step_key(step_id: str) -> str:
-    """Return the key of a step's record on the aggregate."""
-    return STEP_KEY_PREFIX + step_id
-
-
-def new_step_record() -> StepRecord:
-    """Return the record of a step that has not started.
-
-    ``output`` and ``compensation_output`` hold payload JSON text; ``interrupted`` is
-    True from ``StepInterrupted`` until the step starts again or comes to rest;
-    ``version`` is the version of the event that last changed the record.
-    """
-    return {
-        "status": StepStatus.PENDING.value,
-        "attempts": 0,
-        "output": None,
-        "error": None,
-        "started_at": None,
-        "finished_at": None,
-        "duration_ms": None,
-        "not_before": None,
-        "reason": None,
-        "compensation_output": None,
-        "interrupted": False,
-        "version": 0,
-    }
-
-
-def step_records_of(definition_json: str) -> dict[str, StepRecord]:
-    """Return fresh records for every step of a canonical definition, in its order."""
-    fresh = new_step_record()
-    return {key: dict(fresh) for key in _step_keys(definition_json)}
-
-
-@lru_cache(maxsize=256)
-def _step_keys(definition_json: str) -> tuple[str, ...]:
-    return tuple(step_key(step["id"]) for step in json.loads(definition_json)["steps"])
-
-
-def timeout_error(step_id: str, timeout: float) -> dict[str, Any]:
-    """Return the error data recorded when an attempt of ``step_id`` times out."""
-    message = str(StepTimeoutError(step_id, timeout))
-    return {"type": StepTimeoutError.__name__, "message": message, "retryable": True}
 
 
 def aware(at: datetime, name: str = "at") -> datetime:

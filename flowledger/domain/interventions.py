@@ -14,10 +14,11 @@ from functools import lru_cache
 from typing import Any
 
 from flowledger.domain.canonical import encode_payload
-from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware, step_key
+from flowledger.domain.execution_state import NON_TERMINAL, ExecutionRecord, aware
 from flowledger.domain.lifecycles import EXECUTION_LIFECYCLE
 from flowledger.domain.operator_events import ExecutionRetried, StepSkippedByOperator
 from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.domain.step_records import step_key
 from flowledger.errors import InvalidTransitionError, OperatorActionError
 
 _FAILED_EXECUTION = frozenset({ExecutionStatus.FAILED.value})

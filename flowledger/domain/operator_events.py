@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from flowledger.domain.events import ExecutionEvent, StepEvent
-from flowledger.domain.execution_state import ExecutionRecord, StepRecord, step_key
+from flowledger.domain.execution_state import ExecutionRecord
 from flowledger.domain.status import ExecutionStatus, StepStatus
+from flowledger.domain.step_records import StepRecord, step_key
 
 SKIPPED_BY_OPERATOR = "skipped_by_operator"
 """The ``reason`` of a step an operator skipped: unlike a branch not taken, the steps

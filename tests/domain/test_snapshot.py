@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from flowledger.domain import snapshot as snapshots
 from flowledger.domain.canonical import sha256_hex
 from flowledger.domain.execution import Execution
-from flowledger.domain.execution_state import new_step_record
 from flowledger.domain.snapshot import (
     DefinitionNotCached,
     ExecutionSnapshot,
@@ -22,6 +21,7 @@ from flowledger.domain.snapshot import (
     remember_definition_text,
 )
 from flowledger.domain.step_packing import pack_steps, unpack_steps
+from flowledger.domain.step_records import new_step_record
 from tests.domain.factories import at, error, started
 from tests.domain.test_execution_store import new_execution, scenario
 
