@@ -17,7 +17,8 @@ from flowledger.domain.definition import (
     WorkflowDefinition,
     load_definition,
 )
-from flowledger.domain.definition.formats import build_retry, normalise_condition
+from flowledger.domain.definition.building import build_retry
+from flowledger.domain.definition.formats import normalise_condition
 from flowledger.errors import DefinitionError
 
 

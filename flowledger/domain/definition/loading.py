@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from threading import Lock
 
 from flowledger.domain.canonical import canonical_json
+from flowledger.domain.definition.building import build_definition
 from flowledger.domain.definition.checks import check_draft
-from flowledger.domain.definition.formats import build_definition, read_draft
+from flowledger.domain.definition.formats import read_draft
 from flowledger.domain.definition.model import WorkflowDefinition
 from flowledger.domain.definition.parsing import read_source, structural_problems, to_json_data
 from flowledger.errors import DefinitionError
