@@ -23,6 +23,7 @@ from uuid import uuid4
 
 import pytest
 
+from flowledger.engine.postgres_setup import connect as connect_to_store
 from flowledger.engine.postgres_setup import one_line
 from flowledger.engine.stores import mask_password, parse_store_url
 
@@ -55,19 +56,8 @@ def with_options(url: str, **options: object) -> str:
 
 def connect(url: str) -> psycopg.Connection[Any]:
     """Open an autocommit psycopg connection to the server a store URL names."""
-    # Imported here: the driver is an optional extra, missing means "unreachable".
-    import psycopg
-
-    env = parse_store_url(url).env
-    return psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"],
-        host=env["POSTGRES_HOST"],
-        port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        connect_timeout=PROBE_TIMEOUT,
-        autocommit=True,
-    )
+    probing = url if "connect_timeout=" in url else with_options(url, connect_timeout=PROBE_TIMEOUT)
+    return connect_to_store(parse_store_url(probing))
 
 
 def schema_exists(url: str, schema: str) -> bool:
