@@ -217,8 +217,8 @@ def _is_async(action: Action) -> bool:
 
 
 def _check_signature(action: Action, parameters: Mapping[str, Any]) -> None:
-    signature = _signature(action)
-    if signature is None or (not parameters and _takes_no_required(signature)):
+    signature, takes_no_required = _signature(action)
+    if signature is None or (not parameters and takes_no_required):
         return
     try:
         signature.bind(**parameters)
@@ -236,30 +236,28 @@ def _check_signature(action: Action, parameters: Mapping[str, Any]) -> None:
         raise ActionSignatureError(_action_name(action), unexpected, missing, str(error)) from None
 
 
-def _signature(action: Action) -> inspect.Signature | None:
+def _signature(action: Action) -> tuple[inspect.Signature | None, bool]:
+    """The action's signature (None: call it as it is) and whether it requires nothing."""
     try:
         return _cached_signature(action)
     except TypeError:  # unhashable callable: look it up every time
         return _read_signature(action)
 
 
-def _read_signature(action: Action) -> inspect.Signature | None:
+def _read_signature(action: Action) -> tuple[inspect.Signature | None, bool]:
     try:
-        return inspect.signature(action)
+        signature = inspect.signature(action)
     except (TypeError, ValueError):  # some built-ins have no signature: just call them
-        return None
-
-
-_cached_signature = functools.lru_cache(maxsize=1024)(_read_signature)
-
-
-@functools.lru_cache(maxsize=1024)
-def _takes_no_required(signature: inspect.Signature) -> bool:
-    """True when calling with no arguments binds (nothing is required)."""
-    return all(
+        return None, True
+    takes_no_required = all(
         p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         for p in signature.parameters.values()
     )
+    return signature, takes_no_required
+
+
+# Keyed by the action itself: hashing a Signature on every call cost more than binding.
+_cached_signature = functools.lru_cache(maxsize=1024)(_read_signature)
 
 
 def _action_name(action: Action) -> str:
