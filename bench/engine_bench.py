@@ -12,15 +12,11 @@ import contextlib
 import cProfile
 import io
 import logging
-import os
 import pstats
-import queue
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -28,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
+from floors import domain_rate, handover_rate, run_steps, steps_definition, store_rate
 from provenance import load_average, print_report, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionState, ExecutionStatus, load_definition
@@ -76,11 +72,6 @@ class Figure:
     runs: list[float] = field(default_factory=list)
 
 
-def steps_definition(workflow_id: str, steps: int) -> dict[str, Any]:
-    """A sequence of ``noop`` steps (steps format, no depends_on: each after the last)."""
-    return {"id": workflow_id, "steps": [{"id": f"s{i}", "action": "noop"} for i in range(steps)]}
-
-
 def sqlite_baseline(name: str, path: Path, rows: int, per_commit: int) -> Figure:
     """Rows/s inserting event-store-shaped rows, ``per_commit`` per transaction."""
     rates = sqlite_insert_rates(path, rows, per_commit, RUNS)
@@ -89,55 +80,45 @@ def sqlite_baseline(name: str, path: Path, rows: int, per_commit: int) -> Figure
     return Figure(name, statistics.median(rates), "rows/s", runs=rates)
 
 
-def handover_floor(path: Path, commits: int, baseline: float) -> Figure:
-    """Commits/s when an event loop awaits a writer thread for each 2-row commit.
+def floor_figure(name: str, rates: list[float], baseline: float, share: float) -> Figure:
+    """A floor's rate (see floors.py) against the baseline and target of its figure."""
+    rate = statistics.median(rates)
+    ratio, target = rate / baseline, f"ratio >= {share:.0%}"
+    return Figure(name, rate, "steps/s", baseline, ratio, target, ratio >= share, runs=rates)
 
-    No engine: what a sequence of durable steps would reach if all the work of a step
-    were the commit and the two hand-overs between the loop and the writer thread.
-    """
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    con.executescript(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-        "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER,"
-        " topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version));"
-    )
-    requests: queue.SimpleQueue[tuple[Any, Any, int] | None] = queue.SimpleQueue()
-    blob, key = os.urandom(200), uuid4().hex
 
-    def writer() -> None:
-        while (request := requests.get()) is not None:
-            loop, future, version = request
-            con.execute("BEGIN")
-            for offset in (0, 1):
-                con.execute(
-                    "INSERT INTO stored_events VALUES (?, ?, ?, ?)",
-                    (key, version + offset, "t", blob),
-                )
-            con.execute("COMMIT")
-            loop.call_soon_threadsafe(future.set_result, None)
-
-    async def steps(run: int) -> float:
-        loop = asyncio.get_running_loop()
-        start = time.perf_counter()
-        for n in range(run * commits, (run + 1) * commits):
-            future = loop.create_future()
-            requests.put((loop, future, 2 * n + 1))
-            await future
-        return commits / (time.perf_counter() - start)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        rates = [asyncio.run(steps(run)) for run in range(RUNS)]
-    finally:
-        requests.put(None)
-        thread.join()
-        con.close()
-    name, rate = (
-        "(a') no engine: loop awaits a writer thread, 2 rows/commit",
-        statistics.median(rates),
-    )
-    return Figure(name, rate, "commits/s", baseline, rate / baseline, runs=rates)
+def floor_figures(scale: Scale, root: Path, single: float, batched: float) -> list[Figure]:
+    """The engine's ceilings, measured with no engine (see floors.py)."""
+    a, n, steps = scale.sequential_steps, scale.executions, CONCURRENT_STEPS
+    return [
+        floor_figure(
+            "(a') no engine: loop awaits a writer thread, 2 rows/commit",
+            [
+                handover_rate(root / f"handover{run}.db", scale.single_commits)
+                for run in range(RUNS)
+            ],
+            single,
+            0.4,
+        ),
+        floor_figure(
+            f"(a'') no engine: domain commands, 1 x {a:,}, 1 save per step",
+            [store_rate(root / f"store-a{run}.db", 1, a, 1) for run in range(RUNS)],
+            single,
+            0.4,
+        ),
+        floor_figure(
+            f"(b'') no engine: domain commands, {n} x {steps}, no store",
+            [domain_rate(n, steps) for _ in range(RUNS)],
+            batched,
+            0.25,
+        ),
+        floor_figure(
+            f"(b''') no engine: domain commands, {n} x {steps}, 50 steps per save",
+            [store_rate(root / f"store-b{run}.db", n, steps, 50) for run in range(RUNS)],
+            batched,
+            0.25,
+        ),
+    ]
 
 
 @dataclass
@@ -198,13 +179,6 @@ async def stall_report(engine: WorkflowEngine, ids: list[str]) -> str:
     )
     shapes = "; ".join(f"{n} x {shape}" for shape, n in stuck.items()) or "none"
     return f"HANG: no commit for {STALL_SECONDS:.0f} s; of {len(ids)} started: {shapes}"
-
-
-def run_steps(execution: Execution, step_ids: list[str], at: datetime) -> datetime:
-    for step_id in step_ids:
-        execution.start_step(step_id, {}, at := at + timedelta(milliseconds=1))
-        execution.complete_step(step_id, {}, 0.5, at := at + timedelta(milliseconds=1))
-    return at
 
 
 def build_long(path: Path, steps: int) -> tuple[str, int, int]:
@@ -322,12 +296,12 @@ def measure(scale: Scale, root: Path) -> list[Figure]:
     a, n = scale.sequential_steps, scale.executions
     a_tag, all_slots = f"(a) 1 x {a:,} steps", n * CONCURRENT_STEPS
     section(a_tag, lambda t: engine_figures(t, root / "a", (a, 1, 5), single, 0.4))
-    section("(a')", lambda _: [handover_floor(root / "floor.db", scale.single_commits, single)])
     b_tag, shape = f"(b) {n} x {CONCURRENT_STEPS} steps, 50 slots", (CONCURRENT_STEPS, n, 50)
     if not section(b_tag, lambda t: engine_figures(t, root / "b", shape, batched, 0.25)):
         # (b) failed: measure it again where a slot is never lacking, for a figure at least
         b_tag, shape = f"(b') the same, {all_slots} slots", (CONCURRENT_STEPS, n, all_slots)
         section(b_tag, lambda t: engine_figures(t, root / "b2", shape, batched, 0.25))
+    section("floors", lambda _: floor_figures(scale, root, single, batched))
     section("(c) Ledger.get", lambda t: load_figures(t, root / "c.db", scale.loaded))
     section("(d) load", lambda t: long_figures(t, root / "d.db", scale.long_steps))
     return figures
