@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from eventsourcing.utils import strtobool
 
+from flowledger.engine.sqlite_store import FACTORY_TOPIC as SQLITE_FACTORY_TOPIC
 from flowledger.errors import StoreError
 
 StoreKind = Literal["memory", "sqlite", "postgresql"]
@@ -148,7 +149,7 @@ def _sqlite(url: str, text: str) -> StoreConfig:
         raise _invalid(url, f"{path} is a directory, not a database file")
     if not path.parent.is_dir():
         raise _invalid(url, f"the directory {path.parent} does not exist (create it first)")
-    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+    env = {"PERSISTENCE_MODULE": SQLITE_FACTORY_TOPIC, "SQLITE_DBNAME": str(path)}
     return StoreConfig(url, "sqlite", MappingProxyType(env))
 
 

@@ -47,7 +47,7 @@ def test_sqlite_relative_path_is_resolved_against_the_working_directory(
     config = parse_store_url("sqlite:///data/flow.db")
     assert config.kind == "sqlite"
     assert dict(config.env) == {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": "flowledger.engine.sqlite_store:LedgerSQLiteFactory",
         "SQLITE_DBNAME": str(tmp_path / "data" / "flow.db"),
     }
 
