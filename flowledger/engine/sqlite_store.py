@@ -1,20 +1,17 @@
-"""The SQLite store: eventsourcing's, with each thread reading on a connection of its own.
+"""The SQLite store: eventsourcing's, reading and writing events on connections of its own.
 
-eventsourcing's SQLite recorders read through the connection pool they write with:
-each read takes a pooled connection under the pool's reader/writer interlock, opens an
-explicit transaction (``BEGIN`` ... ``ROLLBACK``), selects every column and turns each
-row's id back into a UUID. For the short executions most reads are of, that was a third
-of :meth:`Ledger.get <flowledger.engine.ledger.Ledger.get>`, and it varied with which
-pooled connection (and page cache) a read was given. Here each thread that reads keeps
-one connection: a single ``SELECT`` in autocommit mode is its own read transaction, so
-it sees exactly the transactions committed before it began, as the pooled read did.
-Writes, notifications and tracking are eventsourcing's own.
+The recorders below are eventsourcing's SQLite recorders with their ``select_events``
+(events and snapshots) and the events' ``insert_events`` run on the connections of
+:mod:`flowledger.engine.sqlite_connections` instead of the library's pool: a read keeps
+the id it was asked for instead of rebuilding a UUID per row, and selects only the
+columns it returns. The tables, the rows, the notification ids and the errors are the
+library's; everything else (snapshot writes, notifications, tracking) is its own code.
+An in-memory database, a closed store, or a recorder class named in the settings goes
+through the pool as before.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -27,63 +24,12 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 
-__all__ = ["FACTORY_TOPIC", "LedgerSQLiteFactory", "ReadConnections"]
+from flowledger.engine.sqlite_connections import ReadConnections, WriteConnection
+
+__all__ = ["FACTORY_TOPIC", "LedgerSQLiteFactory"]
 
 FACTORY_TOPIC = "flowledger.engine.sqlite_store:LedgerSQLiteFactory"
 """The ``PERSISTENCE_MODULE`` setting that selects this store."""
-
-
-class ReadConnections:
-    """One read connection per thread to a SQLite file, closed together.
-
-    A connection of a thread that has ended is closed when another thread opens one, so
-    a process that reads from many short-lived threads holds no more connections than
-    it has threads reading.
-
-    Args:
-        db_name: The database, as eventsourcing's pool opens it (a path or a URI).
-        timeout: Seconds to wait for a lock (SQLite's busy timeout).
-    """
-
-    def __init__(self, db_name: str, timeout: float) -> None:
-        self._db_name = db_name
-        self._timeout = timeout
-        self._by_thread: dict[threading.Thread, sqlite3.Connection] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def connection(self) -> sqlite3.Connection | None:
-        """This thread's connection, opened on first use; None once closed."""
-        thread = threading.current_thread()
-        found = self._by_thread.get(thread)
-        if found is not None:
-            return found
-        with self._lock:
-            if self._closed:
-                return None
-            for ended in [other for other in self._by_thread if not other.is_alive()]:
-                self._by_thread.pop(ended).close()
-            opened = sqlite3.connect(
-                self._db_name,
-                uri=True,
-                timeout=self._timeout,
-                isolation_level=None,  # autocommit: each SELECT is its own read transaction
-                check_same_thread=False,  # closed by whichever thread closes the store
-            )
-            self._by_thread[thread] = opened
-            return opened
-
-    def close(self) -> None:
-        """Close every connection; later reads go through eventsourcing's pool."""
-        with self._lock:
-            self._closed = True
-            for opened in self._by_thread.values():
-                opened.close()
-            self._by_thread.clear()
-
-    def __len__(self) -> int:
-        """Return how many connections are open."""
-        return len(self._by_thread)
 
 
 def select_events(
@@ -122,9 +68,30 @@ def select_events(
 
 
 class LedgerEventRecorder(SQLiteApplicationRecorder):
-    """The events table, read on the thread's own connection (see the module)."""
+    """The events table, on the store's own connections (see the module)."""
 
     reads: ReadConnections | None = None
+    writes: WriteConnection | None = None
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert events in one transaction; return their notification ids."""
+        rows = [
+            (
+                s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                s.originator_version,
+                s.topic,
+                s.state,
+            )
+            for s in stored_events
+        ]
+        ids = (
+            None if self.writes is None else self.writes.insert(self.insert_events_statement, rows)
+        )
+        if ids is None:
+            return super().insert_events(stored_events, **kwargs)
+        return ids
 
     def select_events(
         self,
@@ -186,31 +153,37 @@ class LedgerSQLiteFactory(SQLiteFactory):
     application_recorder_class = LedgerEventRecorder
 
     def __init__(self, env: Any) -> None:
-        """Open the datastore as eventsourcing does; read connections open on use."""
+        """Open the datastore as eventsourcing does; the own connections open on use."""
         super().__init__(env)
         pool = self.datastore.pool
         timeout = pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT
         # An in-memory database is one per connection: only the pool's can see it.
-        self.reads = None if pool.is_sqlite_memory_mode else ReadConnections(pool.db_name, timeout)
+        on_file = not pool.is_sqlite_memory_mode
+        self.reads = ReadConnections(pool.db_name, timeout) if on_file else None
+        self.writes = WriteConnection(pool.db_name, timeout) if on_file else None
 
     def aggregate_recorder(self, purpose: str = "events") -> Any:
         """Return the recorder of ``stored_<purpose>``, reading on its own connections."""
-        return self._reading(super().aggregate_recorder(purpose))
+        return self._connected(super().aggregate_recorder(purpose))
 
     def application_recorder(self) -> Any:
         """Return the events recorder, reading on its own connections.
 
-        A recorder class named by ``APPLICATION_RECORDER_TOPIC`` reads as it does.
+        A recorder class named by ``APPLICATION_RECORDER_TOPIC`` reads and writes as it does.
         """
-        return self._reading(super().application_recorder())
+        return self._connected(super().application_recorder())
 
-    def _reading(self, recorder: Any) -> Any:
+    def _connected(self, recorder: Any) -> Any:
         if isinstance(recorder, LedgerEventRecorder | LedgerSnapshotRecorder):
             recorder.reads = self.reads
+        if isinstance(recorder, LedgerEventRecorder):
+            recorder.writes = self.writes
         return recorder
 
     def close(self) -> None:
-        """Close the read connections, then eventsourcing's pool."""
+        """Close the store's own connections, then eventsourcing's pool."""
         if self.reads is not None:
             self.reads.close()
+        if self.writes is not None:
+            self.writes.close()
         super().close()

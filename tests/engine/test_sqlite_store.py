@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from flowledger.domain.execution import execution_uuid
 from flowledger.engine.ledger_app import LedgerApplication
+from flowledger.engine.sqlite_connections import ReadConnections
 from flowledger.engine.sqlite_store import (
     FACTORY_TOPIC,
     LedgerEventRecorder,
     LedgerSQLiteFactory,
-    ReadConnections,
 )
 from tests.engine.test_ledger_app import long_execution
 
