@@ -67,10 +67,38 @@ def select_events(
     return [StoredEvent(originator_id, version, topic, state) for version, topic, state in rows]
 
 
-class LedgerEventRecorder(SQLiteApplicationRecorder):
-    """The events table, on the store's own connections (see the module)."""
+class LedgerAggregateRecorder(SQLiteAggregateRecorder):
+    """A table of stored events (the snapshots'), read on the thread's own connection."""
 
     reads: ReadConnections | None = None
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """Select an aggregate's stored events, as eventsourcing's recorder does."""
+        found = select_events(
+            self.reads,
+            self.events_table_name,
+            originator_id,
+            gt=gt,
+            lte=lte,
+            desc=desc,
+            limit=limit,
+        )
+        if found is None:
+            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        return found
+
+
+class LedgerEventRecorder(LedgerAggregateRecorder, SQLiteApplicationRecorder):
+    """The events table: read like any other, written on the store's own connection."""
+
     writes: WriteConnection | None = None
 
     def insert_events(
@@ -93,63 +121,11 @@ class LedgerEventRecorder(SQLiteApplicationRecorder):
             return super().insert_events(stored_events, **kwargs)
         return ids
 
-    def select_events(
-        self,
-        originator_id: UUID | str,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        """Select an aggregate's events, as eventsourcing's recorder does."""
-        found = select_events(
-            self.reads,
-            self.events_table_name,
-            originator_id,
-            gt=gt,
-            lte=lte,
-            desc=desc,
-            limit=limit,
-        )
-        if found is None:
-            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        return found
-
-
-class LedgerSnapshotRecorder(SQLiteAggregateRecorder):
-    """The snapshots table, read on the thread's own connection (see the module)."""
-
-    reads: ReadConnections | None = None
-
-    def select_events(
-        self,
-        originator_id: UUID | str,
-        *,
-        gt: int | None = None,
-        lte: int | None = None,
-        desc: bool = False,
-        limit: int | None = None,
-    ) -> Sequence[StoredEvent]:
-        """Select an aggregate's snapshots, as eventsourcing's recorder does."""
-        found = select_events(
-            self.reads,
-            self.events_table_name,
-            originator_id,
-            gt=gt,
-            lte=lte,
-            desc=desc,
-            limit=limit,
-        )
-        if found is None:
-            return super().select_events(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        return found
-
 
 class LedgerSQLiteFactory(SQLiteFactory):
-    """eventsourcing's SQLite factory, whose recorders share :class:`ReadConnections`."""
+    """eventsourcing's SQLite factory, whose recorders share the store's own connections."""
 
-    aggregate_recorder_class = LedgerSnapshotRecorder
+    aggregate_recorder_class = LedgerAggregateRecorder
     application_recorder_class = LedgerEventRecorder
 
     def __init__(self, env: Any) -> None:
@@ -174,7 +150,7 @@ class LedgerSQLiteFactory(SQLiteFactory):
         return self._connected(super().application_recorder())
 
     def _connected(self, recorder: Any) -> Any:
-        if isinstance(recorder, LedgerEventRecorder | LedgerSnapshotRecorder):
+        if isinstance(recorder, LedgerAggregateRecorder):
             recorder.reads = self.reads
         if isinstance(recorder, LedgerEventRecorder):
             recorder.writes = self.writes
