@@ -23,7 +23,6 @@ import io
 import logging
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from provenance import load_average, print_report, run_info, sqlite_insert_rates
+from provenance import filesystem_of, load_average, print_report, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionStatus, Ledger, WorkflowEngine, generate_cipher_key
 
@@ -45,7 +44,6 @@ RUN_TIMEOUT = 300.0  # seconds an engine run may take before it is reported as a
 ACTOR, REASON = "bench", "compliance benchmark"
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 NOTES: list[str] = []  # printed under the table
-HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -359,15 +357,6 @@ def table(figures: list[Figure], baseline: float | None) -> str:
             if f.unit == "steps/s" and f.value
         ]
     return "\n".join([*lines, "", *NOTES])
-
-
-def filesystem_of(path: Path) -> str:
-    try:
-        done = subprocess.run(["df", "-PT", str(path)], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    words = done.stdout.strip().splitlines()[-1].split()
-    return f"{words[1]} on {words[0]} (mounted at {words[-1]})" if len(words) >= 7 else "unknown"
 
 
 def main() -> int:

@@ -14,7 +14,6 @@ import io
 import logging
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from floors import domain_rate, handover_rate, run_steps, steps_definition, store_rate
-from provenance import load_average, print_report, run_info, sqlite_insert_rates
+from provenance import filesystem_of, load_average, print_report, run_info, sqlite_insert_rates
 
 from flowledger import ExecutionState, ExecutionStatus, load_definition
 from flowledger.domain.execution import Execution, execution_uuid
@@ -40,7 +39,6 @@ CONCURRENT_STEPS = 10  # steps per execution in (b)
 LOADED_STEPS = 4  # (c): 1 started + 4 x (step started, completed) + 1 completed = 10 events
 ENGINE_LOG: Counter[str] = Counter()  # flowledger's log records, by message, in a section
 NOTES: list[str] = []  # printed under the table
-HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -328,20 +326,6 @@ def table(figures: list[Figure]) -> str:
     ]
     lines += [f"\n{f.name}:\n  {f.error}" for f in figures if f.error] + ["", *NOTES]
     return "\n".join(lines)
-
-
-def shell(*command: str) -> list[str]:
-    """The words of a command's last line of output, run here ([] if it fails)."""
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=HERE)
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    return done.stdout.strip().splitlines()[-1].split() if done.stdout.strip() else []
-
-
-def filesystem_of(path: Path) -> str:
-    words = shell("df", "-PT", str(path))
-    return f"{words[1]} on {words[0]} (mounted at {words[-1]})" if len(words) >= 7 else "unknown"
 
 
 def profile(scale: Scale, root: Path, b_failed: bool) -> str:

@@ -46,6 +46,16 @@ def run_info() -> dict[str, object]:
     }
 
 
+def filesystem_of(path: Path) -> str:
+    """The file system ``path`` is on (type, device, mount point), or ``unknown``."""
+    try:
+        done = subprocess.run(["df", "-PT", str(path)], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    words = done.stdout.strip().splitlines()[-1].split() if done.stdout.strip() else []
+    return f"{words[1]} on {words[0]} (mounted at {words[-1]})" if len(words) >= 7 else "unknown"
+
+
 def load_average() -> str:
     """The load averages over 1, 5 and 15 minutes (other work skews every figure)."""
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
