@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+
+from provenance import raw_event_table
 
 from flowledger import load_definition
 from flowledger.domain.execution import Execution
@@ -94,12 +95,7 @@ def store_rate(path: Path, executions: int, steps: int, steps_per_save: int) -> 
 
 def handover_rate(path: Path, commits: int) -> float:
     """Commits/s when an event loop awaits a writer thread for each 2-row commit."""
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    con.executescript(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-        "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER,"
-        " topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version));"
-    )
+    con = raw_event_table(path)
     requests: queue.SimpleQueue[tuple[Any, Any, int] | None] = queue.SimpleQueue()
     blob, key = os.urandom(200), uuid4().hex
 

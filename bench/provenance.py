@@ -61,18 +61,28 @@ def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def raw_event_table(path: Path) -> sqlite3.Connection:
+    """A new SQLite file with a table shaped like eventsourcing's events table.
+
+    WAL with ``synchronous=FULL``, in autocommit mode (transactions are explicit); the
+    connection may be used from another thread.
+    """
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.executescript(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE stored_events ("
+        "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+        "PRIMARY KEY (originator_id, originator_version));"
+    )
+    return con
+
+
 def sqlite_insert_rates(path: Path, rows: int, per_commit: int, runs: int) -> list[float]:
     """Rows/s inserting event-store-shaped rows, ``per_commit`` per fsynced transaction.
 
     The raw baseline beside the engine's figures: a table shaped like eventsourcing's
     SQLite recorder's, WAL with ``synchronous=FULL``, a warm-up first, then ``runs`` runs.
     """
-    con = sqlite3.connect(path, isolation_level=None)
-    con.executescript(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE stored_events ("
-        "originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
-        "PRIMARY KEY (originator_id, originator_version));"
-    )
+    con = raw_event_table(path)
     topic, blob = "flowledger.domain.events:StepCompleted", os.urandom(200)
 
     def insert(count: int) -> float:
